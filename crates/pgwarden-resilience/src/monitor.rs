@@ -1,0 +1,290 @@
+//! The upstream status state machine: Unknown / Available / Unavailable.
+//!
+//! Fed probe outcomes and client demand with `now`, it answers with at most one
+//! [`Transition`] per state change and says when to probe next
+//! ([`UpstreamMonitor::next_probe_at`]). It never sleeps and never logs; the
+//! [`crate::Prober`] driver does both.
+//!
+//! Cadence: every `health_interval` while healthy; on the backoff schedule while
+//! unavailable (forever in production); at the schedule's cap for configuration
+//! problems; not at all in development after `dev_pause_after` failures, until a
+//! client asks or [`UpstreamMonitor::reset`] is called.
+
+use std::time::{Duration, Instant};
+
+use crate::breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker, Unavailable};
+use crate::failure::Failure;
+use crate::schedule::{RetryConfig, RetrySchedule};
+use crate::status::{Environment, StatusSummary, UpstreamState};
+use crate::transition::{Transition, TransitionEvent};
+
+/// Settings of an [`UpstreamMonitor`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorConfig {
+    /// Development pauses after a few failures; production probes forever. Default production.
+    pub environment: Environment,
+    /// Probe cadence while healthy. Default 10 s.
+    pub health_interval: Duration,
+    /// How long a success is trusted without a new probe ([`UpstreamMonitor::cached_available`]).
+    /// Default 5 s.
+    pub success_cache: Duration,
+    /// Development only: consecutive failures before background probing pauses. Default 5.
+    pub dev_pause_after: u32,
+    /// Probe backoff while unavailable. Default 10 s doubling to 600 s, ±10 % jitter.
+    pub retry: RetryConfig,
+    /// The breaker guarding client attempts. Default: opens after 5 failures.
+    pub breaker: BreakerConfig,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> MonitorConfig {
+        MonitorConfig {
+            environment: Environment::Production,
+            health_interval: Duration::from_secs(10),
+            success_cache: Duration::from_secs(5),
+            dev_pause_after: 5,
+            retry: RetryConfig::default(),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// Tracks whether the upstream is there and when to look again.
+#[derive(Debug, Clone)]
+pub struct UpstreamMonitor {
+    config: MonitorConfig,
+    state: UpstreamState,
+    /// When `state` last changed.
+    changed_at: Option<Instant>,
+    /// When the current outage began (first failure after a success or start).
+    outage_since: Option<Instant>,
+    schedule: RetrySchedule,
+    breaker: CircuitBreaker,
+    consecutive_failures: u32,
+    /// The wait chosen after the last failure; cleared by success.
+    retry_delay: Option<Duration>,
+    last_error: Option<Failure>,
+    last_success: Option<Instant>,
+    next_probe_at: Option<Instant>,
+    /// Development: background probing stopped.
+    paused: bool,
+    /// Development: the pause was announced; later pauses in the same outage are silent.
+    pause_announced: bool,
+}
+
+impl UpstreamMonitor {
+    /// A monitor in state `Unknown` whose first probe is due at `now`.
+    pub fn new(config: MonitorConfig, now: Instant) -> UpstreamMonitor {
+        UpstreamMonitor {
+            schedule: RetrySchedule::new(config.retry.clone()),
+            breaker: CircuitBreaker::new(config.breaker.clone()),
+            config,
+            state: UpstreamState::Unknown,
+            changed_at: None,
+            outage_since: None,
+            consecutive_failures: 0,
+            retry_delay: None,
+            last_error: None,
+            last_success: None,
+            next_probe_at: Some(now),
+            paused: false,
+            pause_announced: false,
+        }
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &MonitorConfig {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> UpstreamState {
+        self.state
+    }
+
+    /// When the next background probe is due; `None` while paused (development).
+    pub fn next_probe_at(&self) -> Option<Instant> {
+        self.next_probe_at
+    }
+
+    /// True if a background probe is due at `now`.
+    pub fn probe_due(&self, now: Instant) -> bool {
+        self.next_probe_at.is_some_and(|at| at <= now)
+    }
+
+    /// True within `success_cache` of the last success while available: callers may skip a check.
+    pub fn cached_available(&self, now: Instant) -> bool {
+        self.state == UpstreamState::Available
+            && self
+                .last_success
+                .is_some_and(|at| now.saturating_duration_since(at) < self.config.success_cache)
+    }
+
+    /// Call when a probe (or any attempt that proves the upstream is there) succeeded.
+    pub fn on_probe_success(&mut self, now: Instant) -> Option<Transition> {
+        self.breaker.on_success(now);
+        self.schedule.reset();
+        self.consecutive_failures = 0;
+        self.retry_delay = None;
+        self.last_success = Some(now);
+        self.paused = false;
+        self.pause_announced = false;
+        self.next_probe_at = Some(now + self.config.health_interval);
+        let outage = self
+            .outage_since
+            .take()
+            .map(|since| now.saturating_duration_since(since));
+        self.change_state(
+            now,
+            UpstreamState::Available,
+            TransitionEvent::Available { outage },
+        )
+    }
+
+    /// Call when a probe failed. Returns a transition only if the state or the failure kind changed,
+    /// or when development mode pauses probing for the first time in this outage.
+    pub fn on_probe_failure(&mut self, now: Instant, failure: Failure) -> Option<Transition> {
+        // The probe acts as the breaker's trial when one is due.
+        let _ = self.breaker.allow(now);
+        self.breaker.on_failure(now, &failure);
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.outage_since.get_or_insert(now);
+        let configuration = failure.kind.is_configuration_problem();
+        let delay = if configuration {
+            self.config.retry.cap
+        } else {
+            self.schedule.next_delay()
+        };
+        self.retry_delay = Some(delay);
+        self.next_probe_at = Some(now + delay);
+        self.last_error = Some(failure.clone());
+
+        let to = UpstreamState::Unavailable {
+            reason: failure.kind,
+        };
+        let pause = self.config.environment == Environment::Development
+            && self.consecutive_failures >= self.config.dev_pause_after.max(1);
+        if pause {
+            self.paused = true;
+            self.next_probe_at = None;
+            if !self.pause_announced {
+                self.pause_announced = true;
+                let consecutive_failures = self.consecutive_failures;
+                let event = TransitionEvent::ProbingPaused {
+                    failure,
+                    consecutive_failures,
+                };
+                return Some(self.force_transition(now, to, event));
+            }
+        }
+        let event = if configuration {
+            TransitionEvent::ConfigurationError {
+                failure,
+                retry_in: delay,
+            }
+        } else {
+            TransitionEvent::Unavailable {
+                failure,
+                retry_in: delay,
+            }
+        };
+        self.change_state(now, to, event)
+    }
+
+    /// Call when a client wants the upstream. Resumes paused probing (a probe becomes due now);
+    /// returns true if a probe is due at `now`.
+    pub fn on_client_demand(&mut self, now: Instant) -> bool {
+        if self.paused {
+            self.paused = false;
+            self.next_probe_at = Some(now);
+        }
+        self.probe_due(now)
+    }
+
+    /// Asks the breaker whether a client attempt may go ahead; while it is open the error says
+    /// since when, why, and when the next try is.
+    pub fn admit(&mut self, now: Instant) -> Result<Admission, Unavailable> {
+        self.breaker.check(now)
+    }
+
+    /// Reports a client attempt's success: the upstream is evidently there.
+    pub fn on_client_success(&mut self, now: Instant) -> Option<Transition> {
+        self.on_probe_success(now)
+    }
+
+    /// Reports a client attempt's failure to the breaker only (the probe cadence is unchanged,
+    /// and no transition is produced: the background probe stays the authority on state).
+    pub fn on_client_failure(&mut self, now: Instant, failure: &Failure) {
+        self.breaker.on_failure(now, failure);
+    }
+
+    /// Probe now, keeping the failure count and backoff position.
+    pub fn force_check(&mut self, now: Instant) {
+        self.paused = false;
+        self.next_probe_at = Some(now);
+    }
+
+    /// Forget failures (count, backoff, breaker, pause) and probe now. The state is kept, so a
+    /// recovery still reports the outage length.
+    pub fn reset(&mut self, now: Instant) {
+        self.schedule.reset();
+        self.breaker.reset();
+        self.consecutive_failures = 0;
+        self.retry_delay = None;
+        self.paused = false;
+        self.pause_announced = false;
+        self.next_probe_at = Some(now);
+    }
+
+    /// A snapshot for status pages.
+    pub fn summary(&self, now: Instant) -> StatusSummary {
+        StatusSummary {
+            state: self.state,
+            consecutive_failures: self.consecutive_failures,
+            current_retry_delay: self.retry_delay,
+            next_probe_in: self
+                .next_probe_at
+                .map(|at| at.saturating_duration_since(now)),
+            will_retry: self.next_probe_at.is_some(),
+            environment: self.config.environment,
+            breaker: self.breaker.state(),
+            last_error: self.last_error.clone(),
+            changed_at: self.changed_at,
+        }
+    }
+
+    /// The breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    fn change_state(
+        &mut self,
+        now: Instant,
+        to: UpstreamState,
+        event: TransitionEvent,
+    ) -> Option<Transition> {
+        (self.state != to).then(|| self.force_transition(now, to, event))
+    }
+
+    fn force_transition(
+        &mut self,
+        now: Instant,
+        to: UpstreamState,
+        event: TransitionEvent,
+    ) -> Transition {
+        let from = std::mem::replace(&mut self.state, to);
+        if from != to {
+            self.changed_at = Some(now);
+        }
+        Transition {
+            at: now,
+            from,
+            to,
+            event,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

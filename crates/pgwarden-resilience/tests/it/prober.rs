@@ -1,0 +1,175 @@
+//! The driver over simulated outages in paused tokio time: probes, transitions, log lines.
+
+use std::time::Duration;
+
+use pgwarden_resilience::{
+    Environment, Failure, FailureKind, MonitorConfig, Prober, RetryConfig, Transition,
+    TransitionEvent, UpstreamState,
+};
+use tokio::sync::broadcast;
+use tokio::time::sleep;
+use tokio_util::sync::CancellationToken;
+use tracing::Level;
+
+use crate::fake_probe::FakeProbe;
+use crate::log_capture::LogLines;
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn config(environment: Environment) -> MonitorConfig {
+    let mut config = MonitorConfig {
+        environment,
+        ..MonitorConfig::default()
+    };
+    config.retry = RetryConfig::default().without_jitter();
+    config.breaker.retry = RetryConfig::default().without_jitter();
+    config
+}
+
+fn refused() -> Result<(), Failure> {
+    Err(Failure::new(FailureKind::Refused, "connection refused"))
+}
+
+fn drain(rx: &mut broadcast::Receiver<Transition>) -> Vec<Transition> {
+    std::iter::from_fn(|| rx.try_recv().ok()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_minute_outage_is_one_warning_and_one_recovery() {
+    let (logs, _guard) = LogLines::install();
+    let probe = FakeProbe::new(Ok(()));
+    let prober = Prober::new(probe.clone(), config(Environment::Production));
+    let handle = prober.handle();
+    let mut transitions = handle.subscribe();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(prober.run(cancel.clone()));
+
+    sleep(secs(25)).await; // healthy probes at 0, 10, 20
+    probe.set(refused());
+    sleep(secs(600)).await; // failures at 30, 40, 60, 100, 180, 340; next due at 660
+    assert_eq!(
+        handle.state(),
+        UpstreamState::Unavailable {
+            reason: FailureKind::Refused
+        }
+    );
+    assert_eq!(probe.calls(), 9);
+    probe.set(Ok(()));
+    sleep(secs(58)).await; // success at 660, then 670, 680; now 683
+
+    assert_eq!(probe.calls(), 12);
+    let seen = drain(&mut transitions);
+    let states: Vec<_> = seen.iter().map(|t| t.to.label()).collect();
+    assert_eq!(states, ["available", "unavailable", "available"]);
+    assert_eq!(
+        seen[2].event,
+        TransitionEvent::Available {
+            outage: Some(secs(630))
+        }
+    );
+
+    assert_eq!(logs.all().len(), 3, "{:?}", logs.all());
+    assert_eq!(
+        logs.at(Level::WARN),
+        ["upstream unavailable: connection refused: connection refused; next try in 10s"]
+    );
+    assert_eq!(
+        logs.at(Level::INFO),
+        [
+            "upstream available",
+            "upstream available again after 10m30s outage"
+        ]
+    );
+    assert_eq!(handle.status().borrow().state, UpstreamState::Available);
+    assert!(handle.cached_available(), "last success 3 s ago");
+    sleep(secs(3)).await;
+    assert!(!handle.cached_available(), "last success 6 s ago");
+
+    cancel.cancel();
+    task.await.expect("prober task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn development_pauses_then_client_demand_resumes() {
+    let (logs, _guard) = LogLines::install();
+    let probe = FakeProbe::new(refused());
+    let prober = Prober::new(probe.clone(), config(Environment::Development));
+    let handle = prober.handle();
+    let mut transitions = handle.subscribe();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(prober.run(cancel.clone()));
+
+    sleep(secs(3600)).await;
+    assert_eq!(
+        probe.calls(),
+        5,
+        "probes at 0, 10, 30, 70, 150, then paused"
+    );
+    assert!(!handle.summary().will_retry);
+    assert_eq!(drain(&mut transitions).len(), 2);
+    assert_eq!(logs.at(Level::WARN).len(), 1);
+    let info = logs.at(Level::INFO);
+    assert_eq!(info.len(), 1);
+    assert!(
+        info[0].contains("background probing paused until a client asks"),
+        "{info:?}"
+    );
+
+    probe.set(Ok(()));
+    handle.client_demand();
+    sleep(secs(1)).await;
+    assert_eq!(probe.calls(), 6);
+    assert_eq!(handle.state(), UpstreamState::Available);
+    let seen = drain(&mut transitions);
+    assert_eq!(seen.len(), 1);
+    assert!(matches!(
+        seen[0].event,
+        TransitionEvent::Available { outage: Some(_) }
+    ));
+    assert_eq!(logs.all().len(), 3);
+
+    cancel.cancel();
+    task.await.expect("prober task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn configuration_error_is_logged_once_and_retried_at_the_cap() {
+    let (logs, _guard) = LogLines::install();
+    let auth = Failure::from_sqlstate("28P01", "password authentication failed for user \"app\"");
+    let probe = FakeProbe::new(Err(auth));
+    let prober = Prober::new(probe.clone(), config(Environment::Production));
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(prober.run(cancel.clone()));
+
+    sleep(secs(3500)).await;
+    assert_eq!(probe.calls(), 6, "0, 600, 1200, 1800, 2400, 3000");
+    assert_eq!(logs.all().len(), 1, "{:?}", logs.all());
+    assert_eq!(logs.at(Level::ERROR).len(), 1);
+
+    cancel.cancel();
+    task.await.expect("prober task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reset_probes_at_once_and_cancel_stops_probing() {
+    let probe = FakeProbe::new(refused());
+    let prober = Prober::new(probe.clone(), config(Environment::Production));
+    let handle = prober.handle();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(prober.run(cancel.clone()));
+
+    sleep(secs(75)).await; // 0, 10, 30, 70; next at 150
+    assert_eq!(probe.calls(), 4);
+    handle.reset();
+    sleep(secs(1)).await;
+    assert_eq!(probe.calls(), 5, "reset probes now");
+    assert_eq!(handle.summary().consecutive_failures, 1);
+    assert_eq!(handle.summary().current_retry_delay, Some(secs(10)));
+
+    cancel.cancel();
+    task.await.expect("prober task");
+    sleep(secs(3600)).await;
+    assert_eq!(probe.calls(), 5, "no probes after cancellation");
+}
