@@ -205,6 +205,13 @@ impl TransactionTracker {
             && self.backend.at_boundary()
     }
 
+    /// Forgets `n` owed ReadyForQuery messages the backend will never send: Sync messages a
+    /// frontend sent while the backend was in COPY FROM STDIN mode of the extended protocol,
+    /// which PostgreSQL ignores. The caller knows from the message order which ones those are.
+    pub fn forgive_owed(&mut self, n: usize) {
+        self.owed = self.owed.saturating_sub(n);
+    }
+
     /// ReadyForQuery messages the backend still owes.
     pub fn owed(&self) -> usize {
         self.owed

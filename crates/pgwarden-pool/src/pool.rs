@@ -1,0 +1,595 @@
+//! [`Pool`]: the public API, and the shared core its handles, guards and tasks point at.
+
+use std::panic::Location;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, oneshot, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, PoolConfig};
+use crate::connector::Connector;
+use crate::error::PoolError;
+use crate::event::PoolEvent;
+use crate::guard::Pooled;
+use crate::state::{Checkout, ConnMeta, Slot, State};
+use crate::stats::{Counters, PoolStats, PoolStatus};
+
+/// What every handle, guard and background task of one pool shares.
+pub(crate) struct Shared<C: Connector> {
+    pub(crate) connector: C,
+    pub(crate) config: PoolConfig,
+    pub(crate) state: Mutex<State<C::Connection>>,
+    pub(crate) counters: Counters,
+    pub(crate) events: broadcast::Sender<PoolEvent>,
+    /// Stops the maintenance task and connect retries.
+    pub(crate) cancel: CancellationToken,
+    /// Woken whenever a connection leaves use while closing.
+    pub(crate) returned: Notify,
+    /// Connections closed after `close` started (returned late or opened late).
+    pub(crate) closed_while_closing: std::sync::atomic::AtomicU64,
+    /// Graceful closes in flight; `close` waits for them.
+    pub(crate) closing: tokio_util::task::TaskTracker,
+}
+
+/// The receiving end of a wait. If the waiting caller is cancelled after a connection was
+/// sent but before it was received, dropping the ticket puts the connection back.
+struct WaitTicket<C: Connector> {
+    rx: Option<oneshot::Receiver<Slot<C::Connection>>>,
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Connector> Drop for WaitTicket<C> {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take() {
+            rx.close();
+            if let Ok(slot) = rx.try_recv() {
+                self.shared.put_back(slot);
+            }
+        }
+    }
+}
+
+/// A pool of connections made by `C`. Cheap to clone; all clones are the same pool. The
+/// maintenance task stops when the pool is closed or the last handle is dropped.
+pub struct Pool<C: Connector> {
+    pub(crate) shared: Arc<Shared<C>>,
+    /// Dropped with the last handle: cancels the maintenance task.
+    _owner: Arc<OwnerToken>,
+}
+
+impl<C: Connector> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Pool {
+            shared: Arc::clone(&self.shared),
+            _owner: Arc::clone(&self._owner),
+        }
+    }
+}
+
+impl<C: Connector> std::fmt::Debug for Pool<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.shared.config.name)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+struct OwnerToken(CancellationToken);
+
+impl Drop for OwnerToken {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// What [`Pool::close`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseReport {
+    /// Connections closed.
+    pub closed: usize,
+    /// Connections still checked out when the deadline passed.
+    pub still_checked_out: usize,
+    /// How long closing took.
+    pub waited: Duration,
+}
+
+impl<C: Connector> Pool<C> {
+    /// Creates a pool and starts its maintenance task (which opens `min_idle` connections).
+    /// Must be called inside a tokio runtime.
+    pub fn new(connector: C, config: PoolConfig) -> Result<Pool<C>, ConfigError> {
+        config.validate()?;
+        let (events, _) = broadcast::channel(256);
+        let cancel = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            connector,
+            config,
+            state: Mutex::new(State::new()),
+            counters: Counters::default(),
+            events,
+            cancel: cancel.clone(),
+            returned: Notify::new(),
+            closed_while_closing: std::sync::atomic::AtomicU64::new(0),
+            closing: tokio_util::task::TaskTracker::new(),
+        });
+        tokio::spawn(crate::tasks::maintenance(
+            Arc::downgrade(&shared),
+            cancel.clone(),
+        ));
+        shared.spawn_connects();
+        Ok(Pool {
+            shared,
+            _owner: Arc::new(OwnerToken(cancel)),
+        })
+    }
+
+    /// Checks a connection out, waiting in FIFO order up to the acquire timeout. The caller's
+    /// source location is recorded for leak reports.
+    #[track_caller]
+    pub fn get(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Pooled<C>, PoolError>> + Send + 'static {
+        self.get_timeout(self.shared.config.acquire_timeout)
+    }
+
+    /// Like [`Pool::get`] with another timeout.
+    #[track_caller]
+    pub fn get_timeout(
+        &self,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<Pooled<C>, PoolError>> + Send + 'static {
+        let location = Location::caller();
+        let shared = Arc::clone(&self.shared);
+        async move { shared.acquire(location, timeout).await }
+    }
+
+    /// An idle connection if one is ready now (no waiting, no ping).
+    #[track_caller]
+    pub fn try_get(&self) -> Option<Pooled<C>> {
+        let location = Location::caller();
+        let slot = {
+            let mut st = self.shared.state.lock();
+            if st.closed {
+                return None;
+            }
+            let slot = st.idle.pop_back()?;
+            st.in_use += 1;
+            slot
+        };
+        Some(self.shared.checkout(slot, location, Instant::now()))
+    }
+
+    /// Counts right now.
+    pub fn status(&self) -> PoolStatus {
+        self.shared.status()
+    }
+
+    /// Everything counted so far.
+    pub fn stats(&self) -> PoolStats {
+        let c = &self.shared.counters;
+        let (status, errors_by_kind, last_error) = {
+            let st = self.shared.state.lock();
+            (
+                self.shared.status_locked(&st),
+                st.errors_by_kind.clone(),
+                st.last_error.clone(),
+            )
+        };
+        let acquires = c.acquires.load(Relaxed);
+        let reused = c.reused.load(Relaxed);
+        PoolStats {
+            name: self.shared.config.name.clone(),
+            status,
+            created_total: c.created.load(Relaxed),
+            closed_total: c.closed.load(Relaxed),
+            recycled_total: c.recycled.load(Relaxed),
+            acquires_total: acquires,
+            reused_total: reused,
+            reuse_ratio: if acquires == 0 {
+                0.0
+            } else {
+                reused as f64 / acquires as f64
+            },
+            timeouts_total: c.timeouts.load(Relaxed),
+            leaks_total: c.leaks.load(Relaxed),
+            connect_failures_total: c.connect_failures.load(Relaxed),
+            errors_by_kind,
+            last_error,
+            wait_time: c.wait.snapshot(),
+            use_time: c.use_time.snapshot(),
+        }
+    }
+
+    /// Lifecycle events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<PoolEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Whether [`Pool::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.state.lock().closed
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.shared.config.name
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// The connector.
+    pub fn connector(&self) -> &C {
+        &self.shared.connector
+    }
+
+    /// Closes idle connections for which `keep` returns false.
+    pub fn retain(&self, mut keep: impl FnMut(&C::Connection, &ConnMeta) -> bool) {
+        let dropped: Vec<_> = {
+            let mut st = self.shared.state.lock();
+            let (kept, dropped): (Vec<_>, Vec<_>) =
+                st.idle.drain(..).partition(|s| keep(&s.conn, &s.meta));
+            st.idle.extend(kept);
+            st.open -= dropped.len();
+            dropped
+        };
+        for slot in dropped {
+            self.shared.close_slot(slot, "retained", false);
+        }
+        self.shared.spawn_connects();
+    }
+
+    /// Starts connects now to bring the pool to `min_idle` (e.g. when the upstream returns).
+    pub fn warm(&self) {
+        self.shared.spawn_connects();
+    }
+
+    /// Refuses new checkouts, closes idle connections, waits up to `deadline` for checked-out
+    /// ones to come back (closing them as they do), and stops the background tasks.
+    pub async fn close(&self, deadline: Duration) -> CloseReport {
+        let started = Instant::now();
+        let idle: Vec<_> = {
+            let mut st = self.shared.state.lock();
+            st.closed = true;
+            // Waiting callers get `Closed` when their sender is dropped.
+            st.waiters.clear();
+            let idle: Vec<_> = st.idle.drain(..).collect();
+            st.open -= idle.len();
+            idle
+        };
+        self.shared.cancel.cancel();
+        let mut closed = idle.len();
+        for slot in idle {
+            self.shared.close_slot(slot, "closed", true);
+        }
+        let end = started + deadline;
+        loop {
+            let notified = self.shared.returned.notified();
+            let (in_use, connecting) = {
+                let st = self.shared.state.lock();
+                (st.in_use, st.connecting)
+            };
+            if in_use == 0 && connecting == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(end, notified).await.is_err() {
+                break;
+            }
+        }
+        let still = self.shared.state.lock().in_use;
+        closed += self.shared.closed_while_closing.swap(0, Relaxed) as usize;
+        // Wait (within the deadline) until every graceful close has gone out.
+        self.shared.closing.close();
+        let _ = tokio::time::timeout_at(
+            end.max(Instant::now() + Duration::from_millis(100)),
+            self.shared.closing.wait(),
+        )
+        .await;
+        CloseReport {
+            closed,
+            still_checked_out: still,
+            waited: started.elapsed(),
+        }
+    }
+}
+
+impl<C: Connector> Shared<C> {
+    pub(crate) fn status(&self) -> PoolStatus {
+        let st = self.state.lock();
+        self.status_locked(&st)
+    }
+
+    fn status_locked(&self, st: &State<C::Connection>) -> PoolStatus {
+        PoolStatus {
+            size: st.open,
+            idle: st.idle.len(),
+            in_use: st.in_use,
+            connecting: st.connecting,
+            waiters: st.waiters.iter().filter(|w| !w.is_closed()).count(),
+            max_size: self.config.max_size,
+            min_idle: self.config.min_idle,
+        }
+    }
+
+    pub(crate) fn emit(&self, event: PoolEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Starts as many background connects as waiters and `min_idle` call for.
+    pub(crate) fn spawn_connects(self: &Arc<Self>) {
+        if self.connector.unavailable().is_some() {
+            return;
+        }
+        let n = {
+            let mut st = self.state.lock();
+            let n = st.connects_needed(
+                self.config.max_size,
+                self.config.min_idle,
+                self.config.max_connecting,
+            );
+            st.connecting += n;
+            n
+        };
+        for _ in 0..n {
+            tokio::spawn(crate::tasks::connect(Arc::clone(self)));
+        }
+    }
+
+    async fn acquire(
+        self: Arc<Self>,
+        location: &'static Location<'static>,
+        timeout: Duration,
+    ) -> Result<Pooled<C>, PoolError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        loop {
+            let next = {
+                let mut st = self.state.lock();
+                if st.closed {
+                    return Err(PoolError::Closed {
+                        pool: self.config.name.clone(),
+                    });
+                }
+                match st.idle.pop_back() {
+                    Some(slot) => {
+                        st.in_use += 1;
+                        Ok(slot)
+                    }
+                    None => {
+                        if st.open == 0 {
+                            if let Some(reason) = self.connector.unavailable() {
+                                return Err(PoolError::Unavailable {
+                                    pool: self.config.name.clone(),
+                                    reason,
+                                });
+                            }
+                        }
+                        let (tx, rx) = oneshot::channel();
+                        st.waiters.push_back(tx);
+                        Err(rx)
+                    }
+                }
+            };
+            let slot = match next {
+                Ok(slot) => slot,
+                Err(rx) => {
+                    self.spawn_connects();
+                    let mut ticket = WaitTicket {
+                        rx: Some(rx),
+                        shared: Arc::clone(&self),
+                    };
+                    let rx = ticket.rx.as_mut().expect("just set");
+                    let outcome = tokio::time::timeout_at(deadline, &mut *rx).await;
+                    match outcome {
+                        Ok(Ok(slot)) => {
+                            ticket.rx = None;
+                            slot
+                        }
+                        Ok(Err(_)) => {
+                            ticket.rx = None;
+                            return Err(PoolError::Closed {
+                                pool: self.config.name.clone(),
+                            });
+                        }
+                        Err(_) => {
+                            // A connection may have been sent just as we gave up: keep it.
+                            rx.close();
+                            let late = rx.try_recv();
+                            ticket.rx = None;
+                            match late {
+                                Ok(slot) => slot,
+                                Err(_) => return Err(self.timed_out(started.elapsed())),
+                            }
+                        }
+                    }
+                }
+            };
+            if let Some(guard) = self.vet(slot, location, started).await {
+                return Ok(guard);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timed_out(started.elapsed()));
+            }
+        }
+    }
+
+    fn timed_out(&self, waited: Duration) -> PoolError {
+        self.counters.timeouts.fetch_add(1, Relaxed);
+        let last_error = self.state.lock().failing.clone();
+        PoolError::Timeout {
+            pool: self.config.name.clone(),
+            max_size: self.config.max_size,
+            waited,
+            last_error,
+        }
+    }
+
+    /// Checks a connection about to be handed out: expired, broken, or idle long enough to
+    /// deserve a ping. `None` when it was closed instead (the caller looks again).
+    async fn vet(
+        self: &Arc<Self>,
+        mut slot: Slot<C::Connection>,
+        location: &'static Location<'static>,
+        started: Instant,
+    ) -> Option<Pooled<C>> {
+        let now = Instant::now();
+        if slot.meta.expires_at.is_some_and(|at| now >= at) {
+            self.discard(slot, "lifetime", true);
+            return None;
+        }
+        if self.connector.is_broken(&slot.conn) {
+            self.discard(slot, "broken", false);
+            return None;
+        }
+        if now.saturating_duration_since(slot.meta.last_checked) > self.config.check_after_idle {
+            match self.connector.ping(&mut slot.conn).await {
+                Ok(()) => slot.meta.last_checked = Instant::now(),
+                Err(e) => {
+                    let kind = self.connector.error_kind(&e);
+                    self.state
+                        .lock()
+                        .record_error(kind, format!("ping failed: {e}"));
+                    self.discard(slot, "ping_failed", false);
+                    return None;
+                }
+            }
+        }
+        Some(self.checkout(slot, location, started))
+    }
+
+    /// Turns a slot already counted in `in_use` into a guard.
+    pub(crate) fn checkout(
+        self: &Arc<Self>,
+        mut slot: Slot<C::Connection>,
+        location: &'static Location<'static>,
+        started: Instant,
+    ) -> Pooled<C> {
+        let now = Instant::now();
+        if slot.meta.uses > 0 {
+            self.counters.reused.fetch_add(1, Relaxed);
+        }
+        slot.meta.uses += 1;
+        self.counters.acquires.fetch_add(1, Relaxed);
+        self.counters
+            .wait
+            .record(now.saturating_duration_since(started));
+        if self.config.leak_threshold.is_some() {
+            self.state.lock().checkouts.insert(
+                slot.meta.id,
+                Checkout {
+                    acquired_at: now,
+                    location,
+                    reported: false,
+                },
+            );
+        }
+        Pooled::new(Arc::clone(self), slot, now)
+    }
+
+    /// Puts a healthy connection back: to the oldest waiter, else idle. Closes it instead if
+    /// the pool is closed.
+    pub(crate) fn put_back(self: &Arc<Self>, mut slot: Slot<C::Connection>) {
+        let now = Instant::now();
+        slot.meta.idle_since = now;
+        slot.meta.last_checked = now;
+        self.put_back_untouched(slot);
+    }
+
+    /// Like [`Shared::put_back`] without marking the connection as just used (after a
+    /// keepalive ping, which must not keep an unused connection from being reaped).
+    pub(crate) fn put_back_untouched(self: &Arc<Self>, slot: Slot<C::Connection>) {
+        let closing = {
+            let mut st = self.state.lock();
+            if st.closed {
+                st.open -= 1;
+                st.in_use -= 1;
+                Some(slot)
+            } else {
+                match st.hand_off(slot) {
+                    None => None,
+                    Some(slot) => {
+                        st.in_use -= 1;
+                        st.idle.push_back(slot);
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(slot) = closing {
+            self.close_slot(slot, "closed", true);
+            self.closed_while_closing.fetch_add(1, Relaxed);
+            self.returned.notify_waiters();
+        }
+    }
+
+    /// Closes a connection that was in use (or being checked) and frees its place.
+    pub(crate) fn discard(
+        self: &Arc<Self>,
+        slot: Slot<C::Connection>,
+        reason: &'static str,
+        recycled: bool,
+    ) {
+        let closing = {
+            let mut st = self.state.lock();
+            st.open -= 1;
+            st.in_use -= 1;
+            st.closed
+        };
+        if recycled {
+            self.counters.recycled.fetch_add(1, Relaxed);
+        }
+        self.close_slot(slot, reason, true);
+        if closing {
+            self.closed_while_closing.fetch_add(1, Relaxed);
+            self.returned.notify_waiters();
+        } else {
+            self.spawn_connects();
+        }
+    }
+
+    /// Closes a connection no longer counted anywhere (in the background when possible).
+    pub(crate) fn close_slot(
+        self: &Arc<Self>,
+        slot: Slot<C::Connection>,
+        reason: &'static str,
+        graceful: bool,
+    ) {
+        self.counters.closed.fetch_add(1, Relaxed);
+        self.emit(PoolEvent::Disconnected {
+            id: slot.meta.id,
+            reason,
+        });
+        if graceful && tokio::runtime::Handle::try_current().is_ok() {
+            let shared = Arc::clone(self);
+            self.closing
+                .spawn(async move { shared.connector.close(slot.conn).await });
+            return;
+        }
+        drop(slot);
+    }
+
+    /// A new connection's facts.
+    pub(crate) fn new_meta(&self, st: &mut State<C::Connection>) -> ConnMeta {
+        let now = Instant::now();
+        let id = st.next_id;
+        st.next_id += 1;
+        let expires_at = self.config.max_lifetime.map(|life| {
+            let cut = life.mul_f64(self.config.lifetime_jitter * rand::random::<f64>());
+            now + life.saturating_sub(cut)
+        });
+        ConnMeta {
+            id,
+            created_at: now,
+            uses: 0,
+            idle_since: now,
+            last_checked: now,
+            expires_at,
+        }
+    }
+}
