@@ -1,0 +1,421 @@
+//! Moving messages between a client and the server connection serving it.
+//!
+//! Client -> server: whole messages are taken off the client's buffer; most are copied as
+//! they are, a few are rewritten: named prepared statements get pgwarden's server-side name
+//! (prepared on demand on whichever connection serves the client), a Close of a named statement
+//! is answered locally, and session-changing commands are noted. Every message sent records
+//! the replies it owes in the [`ResponsePlan`].
+//!
+//! Server -> client: only headers are parsed; each whole message is forwarded or swallowed as
+//! the plan says, and the transaction tracker sees every byte.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use pgwarden_protocol::response::{CommandComplete, ReadyForQuery};
+use pgwarden_protocol::Header;
+
+use super::{error_message, fatal, ClientStatement, Session, SessionEnd};
+use crate::config::PoolMode;
+use crate::responses::{Disposition, Expect, ResponsePlan};
+use crate::server::ServerConnection;
+
+/// Appends a simple query the client did not send; its replies are swallowed.
+pub(crate) fn push_internal_query(out: &mut BytesMut, plan: &mut ResponsePlan, sql: &str) {
+    out.put_u8(b'Q');
+    out.put_u32((4 + sql.len() + 1) as u32);
+    out.put_slice(sql.as_bytes());
+    out.put_u8(0);
+    plan.push(Expect::Query, false);
+}
+
+/// The NUL-terminated string at the start of `body`, and the rest after its NUL.
+fn split_cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nul = body.iter().position(|b| *b == 0)?;
+    Some((&body[..nul], &body[nul + 1..]))
+}
+
+/// pgwarden's server-side name for a statement: a hash of its text and parameter types, so
+/// every client preparing the same statement shares one server-side statement.
+fn server_name(parse_rest: &[u8]) -> Arc<str> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parse_rest.hash(&mut h);
+    Arc::from(format!("pgw_{:016x}", h.finish()))
+}
+
+fn put_message(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.put_u8(tag);
+    out.put_u32((4 + len) as u32);
+    for p in parts {
+        out.put_slice(p);
+    }
+}
+
+/// Lower-cased first word of a simple query (skipping whitespace and comments).
+fn first_word(sql: &[u8]) -> [u8; 12] {
+    let mut s = sql;
+    loop {
+        while s
+            .first()
+            .is_some_and(|b| b.is_ascii_whitespace() || *b == b'(')
+        {
+            s = &s[1..];
+        }
+        if s.starts_with(b"--") {
+            let end = s.iter().position(|b| *b == b'\n').unwrap_or(s.len());
+            s = &s[end..];
+        } else if s.starts_with(b"/*") {
+            let end = s
+                .windows(2)
+                .position(|w| w == b"*/")
+                .map_or(s.len(), |p| p + 2);
+            s = &s[end..];
+        } else {
+            break;
+        }
+    }
+    let mut word = [0u8; 12];
+    for (i, b) in s
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .take(12)
+        .enumerate()
+    {
+        word[i] = b.to_ascii_lowercase();
+    }
+    word
+}
+
+fn word_is(word: &[u8; 12], expected: &str) -> bool {
+    let end = word.iter().position(|b| *b == 0).unwrap_or(12);
+    &word[..end] == expected.as_bytes()
+}
+
+impl Session {
+    /// Handles every whole message in the client's buffer.
+    pub(super) async fn handle_client_messages(&mut self) -> Result<(), SessionEnd> {
+        let max = self.shared.config.max_message_len;
+        loop {
+            let header = match Header::parse_with_max(&self.buf_client, max) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(fatal("08P01", format!("invalid message from client: {e}"))),
+            };
+            if self.buf_client.len() < header.frame_len() {
+                // Streamed messages (COPY data) need not wait for their whole body: but
+                // keeping whole-message handling simple is worth the buffering of one message.
+                self.buf_client
+                    .reserve(header.frame_len() - self.buf_client.len());
+                return Ok(());
+            }
+            let tag = header.tag();
+            if tag == b'X' {
+                return Err(SessionEnd::ClientGone);
+            }
+            self.ensure_server().await?;
+            let frame = self.buf_client.split_to(header.frame_len()).freeze();
+            let before = self.to_server.len();
+            self.route(tag, frame)?;
+            let server = self.server.as_deref_mut().expect("ensured above");
+            server.tracker.frontend_bytes(&self.to_server[before..]);
+            server.tracker.forgive_owed(self.plan.take_ignored_syncs());
+            self.plan.drain_synthetic(&mut self.to_client);
+        }
+    }
+
+    /// Sends one client message on (possibly rewritten) and records the replies it owes.
+    fn route(&mut self, tag: u8, frame: Bytes) -> Result<(), SessionEnd> {
+        let body = &frame[5..];
+        match tag {
+            b'Q' => return self.route_query(frame),
+            b'P' => {
+                let (name, rest) =
+                    split_cstr(body).ok_or_else(|| fatal("08P01", "malformed Parse message"))?;
+                if name.is_empty() {
+                    self.to_server.extend_from_slice(&frame);
+                    self.plan.push(Expect::Parse, true);
+                    return Ok(());
+                }
+                let statement = ClientStatement {
+                    server_name: server_name(rest),
+                    parse_rest: frame.slice_ref(rest),
+                };
+                let server_name = Arc::clone(&statement.server_name);
+                self.statements
+                    .insert(frame.slice_ref(name), statement.clone());
+                if self.server_has(&server_name) {
+                    self.plan.push_synthetic(b'1');
+                } else {
+                    self.prepare_on_server(&statement, true);
+                }
+            }
+            b'B' => {
+                let (portal, rest) =
+                    split_cstr(body).ok_or_else(|| fatal("08P01", "malformed Bind message"))?;
+                let (name, rest) =
+                    split_cstr(rest).ok_or_else(|| fatal("08P01", "malformed Bind message"))?;
+                match self.lookup(name) {
+                    Some(statement) => {
+                        self.ensure_prepared(&statement);
+                        put_message(
+                            &mut self.to_server,
+                            b'B',
+                            &[portal, b"\0", statement.server_name.as_bytes(), b"\0", rest],
+                        );
+                    }
+                    None => self.to_server.extend_from_slice(&frame),
+                }
+                self.plan.push(Expect::Bind, true);
+            }
+            b'D' => {
+                let target = body.first().copied();
+                let name = split_cstr(body.get(1..).unwrap_or_default())
+                    .map(|(n, _)| n)
+                    .ok_or_else(|| fatal("08P01", "malformed Describe message"))?;
+                if target == Some(b'S') {
+                    match self.lookup(name) {
+                        Some(statement) => {
+                            self.ensure_prepared(&statement);
+                            put_message(
+                                &mut self.to_server,
+                                b'D',
+                                &[b"S", statement.server_name.as_bytes(), b"\0"],
+                            );
+                        }
+                        None => self.to_server.extend_from_slice(&frame),
+                    }
+                    self.plan.push(Expect::DescribeStatement, true);
+                } else {
+                    self.to_server.extend_from_slice(&frame);
+                    self.plan.push(Expect::DescribePortal, true);
+                }
+            }
+            b'C' => {
+                let target = body.first().copied();
+                let name = split_cstr(body.get(1..).unwrap_or_default())
+                    .map(|(n, _)| n)
+                    .ok_or_else(|| fatal("08P01", "malformed Close message"))?;
+                if target == Some(b'S') && !name.is_empty() {
+                    // The server-side statement stays cached for other clients.
+                    self.statements.remove(name);
+                    self.plan.push_synthetic(b'3');
+                } else {
+                    self.to_server.extend_from_slice(&frame);
+                    self.plan.push(Expect::Close, true);
+                }
+            }
+            b'E' => {
+                self.to_server.extend_from_slice(&frame);
+                self.plan.push(Expect::Execute, true);
+            }
+            b'S' => {
+                self.to_server.extend_from_slice(&frame);
+                self.plan.push(Expect::Sync, true);
+            }
+            b'F' => {
+                self.to_server.extend_from_slice(&frame);
+                self.plan.push(Expect::Query, true);
+            }
+            b'c' | b'f' => {
+                self.to_server.extend_from_slice(&frame);
+                self.plan.push(Expect::CopyEnd, true);
+            }
+            b'H' | b'd' => self.to_server.extend_from_slice(&frame),
+            other => {
+                return Err(fatal(
+                    "08P01",
+                    format!("unexpected message type {:?} from client", other as char),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn route_query(&mut self, frame: Bytes) -> Result<(), SessionEnd> {
+        let sql = &frame[5..frame.len().saturating_sub(1)];
+        let word = first_word(sql);
+        if self.mode == PoolMode::Transaction && word_is(&word, "listen") {
+            let mut reply = error_message(
+                "ERROR",
+                "0A000",
+                "LISTEN is not supported in transaction pooling mode: notifications arrive on \
+                 a server connection other clients share. Use a pool with pool_mode = session.",
+            );
+            ReadyForQuery(self.transaction_status()).encode(&mut reply);
+            self.plan.push_synthetic_bytes(reply.freeze());
+            return Ok(());
+        }
+        if word_is(&word, "deallocate") {
+            return self.route_deallocate(frame);
+        }
+        if word_is(&word, "set") || word_is(&word, "reset") || word_is(&word, "discard") {
+            let text = String::from_utf8_lossy(sql);
+            self.params.apply_sql(&text, &self.startup_params);
+            if word_is(&word, "discard") {
+                self.statements.clear();
+                if let Some(server) = self.server.as_deref_mut() {
+                    server.prepared.clear();
+                }
+            }
+            self.to_server.extend_from_slice(&frame);
+            self.plan.push(Expect::Query, true);
+            if let Some(server) = self.server.as_deref_mut() {
+                server.params = self.params.clone();
+            }
+            return Ok(());
+        }
+        self.to_server.extend_from_slice(&frame);
+        self.plan.push(Expect::Query, true);
+        Ok(())
+    }
+
+    /// `DEALLOCATE name` of a statement pgwarden renamed is answered locally; `DEALLOCATE ALL`
+    /// also drops the server connection's cache.
+    fn route_deallocate(&mut self, frame: Bytes) -> Result<(), SessionEnd> {
+        let sql = String::from_utf8_lossy(&frame[5..frame.len().saturating_sub(1)]).to_string();
+        let words: Vec<String> = sql
+            .trim()
+            .trim_end_matches(';')
+            .split_whitespace()
+            .map(|w| w.to_string())
+            .collect();
+        let name = match words.as_slice() {
+            [_, n] | [_, _, n] => n.clone(),
+            _ => String::new(),
+        };
+        if name.eq_ignore_ascii_case("all") {
+            self.statements.clear();
+            if let Some(server) = self.server.as_deref_mut() {
+                server.prepared.clear();
+            }
+        } else {
+            let key = name.trim_matches('"');
+            if self.statements.remove(key.as_bytes()).is_some() {
+                let mut reply = BytesMut::new();
+                CommandComplete {
+                    tag: "DEALLOCATE".into(),
+                }
+                .encode(&mut reply);
+                ReadyForQuery(self.transaction_status()).encode(&mut reply);
+                self.plan.push_synthetic_bytes(reply.freeze());
+                return Ok(());
+            }
+        }
+        self.to_server.extend_from_slice(&frame);
+        self.plan.push(Expect::Query, true);
+        Ok(())
+    }
+
+    fn transaction_status(&self) -> pgwarden_protocol::TransactionStatus {
+        self.server
+            .as_ref()
+            .map_or(pgwarden_protocol::TransactionStatus::Idle, |s| {
+                s.tracker.transaction_status()
+            })
+    }
+
+    fn lookup(&self, name: &[u8]) -> Option<ClientStatement> {
+        if name.is_empty() {
+            return None;
+        }
+        self.statements.get(name).cloned()
+    }
+
+    fn server_has(&self, server_name: &str) -> bool {
+        self.server
+            .as_ref()
+            .is_some_and(|s| s.prepared.contains(server_name))
+    }
+
+    /// Injects a Parse for `statement` if the serving connection lacks it.
+    fn ensure_prepared(&mut self, statement: &ClientStatement) {
+        if !self.server_has(&statement.server_name) {
+            self.prepare_on_server(statement, false);
+        }
+    }
+
+    fn prepare_on_server(&mut self, statement: &ClientStatement, client_asked: bool) {
+        let cap = self.shared.config.max_prepared_statements;
+        let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
+        if let Some(evicted) = server.prepared.insert(&statement.server_name, cap) {
+            put_message(
+                &mut self.to_server,
+                b'C',
+                &[b"S", evicted.as_bytes(), b"\0"],
+            );
+            self.plan.push(Expect::Close, false);
+        }
+        put_message(
+            &mut self.to_server,
+            b'P',
+            &[
+                statement.server_name.as_bytes(),
+                b"\0",
+                &statement.parse_rest,
+            ],
+        );
+        self.plan
+            .push_parse(statement.server_name.to_string(), client_asked);
+    }
+
+    /// Sorts every whole message the server sent into forwarded and swallowed.
+    pub(super) fn handle_server_messages(&mut self) -> Result<(), SessionEnd> {
+        let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
+        loop {
+            self.plan.drain_synthetic(&mut self.to_client);
+            let header = match Header::parse(&server.rbuf) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    server.broken = true;
+                    return Err(fatal("08P01", format!("invalid message from server: {e}")));
+                }
+            };
+            let len = header.frame_len();
+            if server.rbuf.len() < len {
+                server.rbuf.reserve(len - server.rbuf.len());
+                break;
+            }
+            if self.plan.on_server_message(header.tag()) == Disposition::Forward {
+                self.to_client.extend_from_slice(&server.rbuf[..len]);
+            }
+            server.tracker.backend_bytes(&server.rbuf[..len]);
+            server.tracker.forgive_owed(self.plan.take_ignored_syncs());
+            server.rbuf.advance(len);
+        }
+        for name in self.plan.take_failed_statements() {
+            server.prepared.remove(&name);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_word_skips_space_and_comments() {
+        assert!(word_is(
+            &first_word(b"  -- hi\n /* x */ LISTEN foo"),
+            "listen"
+        ));
+        assert!(word_is(&first_word(b"Set search_path = a"), "set"));
+        assert!(!word_is(&first_word(b"settle"), "set"));
+        assert!(word_is(&first_word(b""), ""));
+    }
+
+    #[test]
+    fn same_text_same_server_name() {
+        assert_eq!(
+            server_name(b"select 1\0\0\0"),
+            server_name(b"select 1\0\0\0")
+        );
+        assert_ne!(
+            server_name(b"select 1\0\0\0"),
+            server_name(b"select 2\0\0\0")
+        );
+    }
+}

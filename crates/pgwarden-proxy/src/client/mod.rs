@@ -1,0 +1,424 @@
+//! One client connection from accept to goodbye.
+//!
+//! - [`startup`]: negotiation, startup packet, cancel requests, authentication.
+//! - [`forward`]: rewriting the client's messages for whichever server connection serves it
+//!   (prepared-statement renaming, session parameters) and sorting the server's replies.
+//! - this file: [`run_session`], the login sequence and the event loop that moves bytes both
+//!   ways, acquires a server connection at the first message of a transaction and releases it
+//!   at ReadyForQuery with status Idle (transaction mode) or at disconnect (session mode).
+
+mod forward;
+mod startup;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pgwarden_pool::{PoolError, Pooled};
+use pgwarden_protocol::response::{BackendKeyData, ErrorFields, ParameterStatus, ReadyForQuery};
+use pgwarden_protocol::TransactionStatus;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::cancel::{CancelSlot, CancelTarget};
+use crate::config::PoolMode;
+use crate::params::SessionParams;
+use crate::pools::ProxyPool;
+use crate::proxy::Shared;
+use crate::responses::ResponsePlan;
+use crate::server::ServerConnector;
+
+/// Why a session ended.
+#[derive(Debug)]
+pub(crate) enum SessionEnd {
+    /// The client closed the connection, sent Terminate, or its socket failed.
+    ClientGone,
+    /// Tell the client why (FATAL with this SQLSTATE), then close.
+    Fatal { code: &'static str, message: String },
+}
+
+impl From<std::io::Error> for SessionEnd {
+    fn from(_: std::io::Error) -> Self {
+        SessionEnd::ClientGone
+    }
+}
+
+/// Shorthand for [`SessionEnd::Fatal`].
+pub(crate) fn fatal(code: &'static str, message: impl Into<String>) -> SessionEnd {
+    SessionEnd::Fatal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// An ErrorResponse, framed.
+pub(crate) fn error_message(severity: &str, code: &str, message: &str) -> BytesMut {
+    let mut out = BytesMut::with_capacity(message.len() + 32);
+    ErrorFields::new(severity, code, message).encode_error(&mut out);
+    out
+}
+
+/// Server parameters PostgreSQL reports that a client's own startup value overrides.
+const CLIENT_REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "search_path",
+];
+
+/// Largest amount buffered towards a peer before reading from the other side pauses.
+const BACKPRESSURE_LIMIT: usize = 256 * 1024;
+
+/// Serves one accepted client until it leaves. `permit` is `None` when `max_client_conn` is
+/// exhausted: the client is told so after its startup packet.
+pub(crate) async fn run_session(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let _ = client.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let login = tokio::time::timeout(
+        shared.config.client_login_timeout,
+        login(&mut client, &mut buf, &shared, permit.is_some()),
+    )
+    .await;
+    let result = match login {
+        Err(_) => Err(fatal(
+            "08006",
+            format!(
+                "client_login_timeout ({:?}) expired before the login completed",
+                shared.config.client_login_timeout
+            ),
+        )),
+        Ok(Ok(None)) => return,
+        Ok(Ok(Some(session))) => {
+            let mut session = session;
+            session.buf_client = buf;
+            shared.stats.clients_active.fetch_add(1, Relaxed);
+            let result = session.run(&mut client).await;
+            shared.stats.clients_active.fetch_sub(1, Relaxed);
+            result
+        }
+        Ok(Err(e)) => Err(e),
+    };
+    drop(permit);
+    if let Err(SessionEnd::ClientGone) = &result {
+        tracing::debug!(%peer, "client gone");
+    }
+    if let Err(SessionEnd::Fatal { code, message }) = result {
+        tracing::debug!(%peer, code, %message, "closing client");
+        let out = error_message("FATAL", code, &message);
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.write_all(&out)).await;
+    }
+}
+
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Startup, authentication and the greeting; `None` for a cancel request.
+async fn login(
+    client: &mut TcpStream,
+    buf: &mut BytesMut,
+    shared: &Arc<Shared>,
+    within_limit: bool,
+) -> Result<Option<Session>, SessionEnd> {
+    let Some(startup) = startup::read_startup(client, buf, shared).await? else {
+        return Ok(None);
+    };
+    if !within_limit {
+        return Err(fatal(
+            "53300",
+            format!(
+                "sorry, too many clients already (pgwarden max_client_conn = {})",
+                shared.config.max_client_conn
+            ),
+        ));
+    }
+    if shared.shutdown.is_cancelled() {
+        return Err(fatal("57P01", "pgwarden is shutting down"));
+    }
+    if startup.parameter("replication").is_some() {
+        return Err(fatal(
+            "08P01",
+            "pgwarden does not proxy replication connections",
+        ));
+    }
+    let user = startup.user().to_string();
+    let database = startup.database().to_string();
+    if user.is_empty() {
+        return Err(fatal(
+            "28000",
+            "no PostgreSQL user name specified in startup packet",
+        ));
+    }
+    let keys = startup::authenticate(client, buf, shared, &user, &database).await?;
+    let pool = shared
+        .pools
+        .get_or_create(
+            &shared.config,
+            &shared.userlist,
+            shared.upstream.as_ref(),
+            &database,
+            &user,
+        )
+        .map_err(|e| fatal("08006", e))?;
+    if let Some(keys) = keys {
+        if !pool.pool.connector().has_credentials() {
+            pool.pool.connector().set_credentials(keys);
+        }
+    }
+    // The greeting replays the server's ParameterStatus; learn them from a login if needed.
+    let server_params = match pool.pool.connector().server_parameters() {
+        Some(p) => p,
+        None => {
+            let conn = acquire(shared, &pool).await?;
+            drop(conn);
+            pool.pool
+                .connector()
+                .server_parameters()
+                .unwrap_or_default()
+        }
+    };
+    let startup_params =
+        SessionParams::from_startup(&startup.parameters, &shared.config.application_name);
+    let cancel = shared.cancels.register();
+
+    let mut out = BytesMut::with_capacity(1024);
+    pgwarden_protocol::auth::Authentication::Ok.encode(&mut out);
+    for (name, value) in &server_params {
+        let value = CLIENT_REPORTED
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .and_then(|k| startup_params.literal(k))
+            .unwrap_or(value);
+        ParameterStatus {
+            name: name.clone(),
+            value: value.to_string(),
+        }
+        .encode(&mut out);
+    }
+    BackendKeyData {
+        process_id: cancel.process_id,
+        secret_key: Bytes::copy_from_slice(&cancel.secret_key),
+    }
+    .encode(&mut out);
+    ReadyForQuery(TransactionStatus::Idle).encode(&mut out);
+    client.write_all(&out).await?;
+    shared.stats.clients_total.fetch_add(1, Relaxed);
+
+    Ok(Some(Session {
+        shared: Arc::clone(shared),
+        pool,
+        mode: shared.config.pool_mode,
+        buf_client: BytesMut::new(),
+        to_server: BytesMut::with_capacity(8 * 1024),
+        to_client: BytesMut::with_capacity(16 * 1024),
+        server: None,
+        plan: ResponsePlan::default(),
+        statements: HashMap::new(),
+        params: startup_params.clone(),
+        startup_params,
+        cancel,
+    }))
+}
+
+/// Waits for a server connection of `pool` and maps failures to what the client is told.
+async fn acquire(shared: &Shared, pool: &ProxyPool) -> Result<Pooled<ServerConnector>, SessionEnd> {
+    if let Some(upstream) = &shared.upstream {
+        upstream.client_demand();
+    }
+    pool.pool
+        .get_timeout(shared.config.query_wait_timeout)
+        .await
+        .map_err(|e| match e {
+            PoolError::Timeout { .. } => {
+                fatal("53300", format!("pgwarden: query_wait_timeout: {e}"))
+            }
+            PoolError::Unavailable { .. } => fatal("08006", format!("pgwarden: {e}")),
+            PoolError::Closed { .. } => fatal("57P01", "pgwarden is shutting down"),
+        })
+}
+
+/// A prepared statement as the client named it.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientStatement {
+    /// pgwarden's name for it on server connections (derived from its text and types).
+    pub(crate) server_name: Arc<str>,
+    /// The Parse body after the statement name: query text and parameter types.
+    pub(crate) parse_rest: Bytes,
+}
+
+/// A logged-in client.
+pub(crate) struct Session {
+    shared: Arc<Shared>,
+    pool: Arc<ProxyPool>,
+    mode: PoolMode,
+    /// Bytes from the client not yet handled (at most one partial message after handling).
+    buf_client: BytesMut,
+    /// Bytes for the server connection, not yet written.
+    to_server: BytesMut,
+    /// Bytes for the client, not yet written.
+    to_client: BytesMut,
+    /// The server connection serving the client's current transaction (or session).
+    server: Option<Pooled<ServerConnector>>,
+    /// Replies owed, in order.
+    plan: ResponsePlan,
+    /// Client statement name -> statement.
+    statements: HashMap<Bytes, ClientStatement>,
+    /// The session parameters the client believes it has.
+    params: SessionParams,
+    /// What `RESET` returns to.
+    startup_params: SessionParams,
+    cancel: CancelSlot,
+}
+
+enum Event {
+    ClientRead(usize),
+    ClientWrote,
+    ServerRead(usize),
+    ServerWrote,
+    IdleInTransaction,
+    QueryTimeout,
+    Shutdown,
+}
+
+impl Session {
+    async fn run(&mut self, client: &mut TcpStream) -> Result<(), SessionEnd> {
+        let result = self.event_loop(client).await;
+        // Flush what the client is owed (e.g. a final error) before closing.
+        if !self.to_client.is_empty() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.write_all(&self.to_client))
+                .await;
+        }
+        self.release_server(true);
+        result
+    }
+
+    async fn event_loop(&mut self, client: &mut TcpStream) -> Result<(), SessionEnd> {
+        let shutdown = self.shared.shutdown.clone();
+        let idle_tx_timeout = self.shared.config.idle_transaction_timeout;
+        let query_timeout = self.shared.config.query_timeout;
+        loop {
+            self.handle_client_messages().await?;
+            let (mut cr, mut cw) = client.split();
+            let in_transaction_idle = self.server.as_ref().is_some_and(|s| {
+                self.plan.is_empty()
+                    && self.to_server.is_empty()
+                    && s.tracker.transaction_status() != TransactionStatus::Idle
+            });
+            let running = self.server.is_some() && !self.plan.is_empty();
+            let event = match self.server.as_deref_mut() {
+                Some(server) => {
+                    let (mut sr, mut sw) = server.stream.split();
+                    let rbuf = &mut server.rbuf;
+                    tokio::select! {
+                        r = cr.read_buf(&mut self.buf_client), if self.buf_client.len() < BACKPRESSURE_LIMIT => Event::ClientRead(r?),
+                        r = cw.write_buf(&mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
+                        r = sr.read_buf(rbuf), if self.to_client.len() < BACKPRESSURE_LIMIT => Event::ServerRead(r.unwrap_or(0)),
+                        r = sw.write_buf(&mut self.to_server), if !self.to_server.is_empty() => { if r.is_err() { Event::ServerRead(0) } else { Event::ServerWrote } }
+                        _ = tokio::time::sleep(idle_tx_timeout), if in_transaction_idle && !idle_tx_timeout.is_zero() => Event::IdleInTransaction,
+                        _ = tokio::time::sleep(query_timeout), if running && !query_timeout.is_zero() => Event::QueryTimeout,
+                    }
+                }
+                None => tokio::select! {
+                    r = cr.read_buf(&mut self.buf_client) => Event::ClientRead(r?),
+                    r = cw.write_buf(&mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
+                    _ = shutdown.cancelled() => Event::Shutdown,
+                },
+            };
+            match event {
+                Event::ClientRead(0) => return Err(SessionEnd::ClientGone),
+                Event::ClientRead(_) | Event::ClientWrote | Event::ServerWrote => {}
+                Event::ServerRead(0) => {
+                    if let Some(s) = self.server.as_deref_mut() {
+                        s.broken = true;
+                    }
+                    return Err(fatal(
+                        "08006",
+                        "server connection closed unexpectedly; the transaction is lost",
+                    ));
+                }
+                Event::ServerRead(_) => {
+                    self.handle_server_messages()?;
+                    self.maybe_release();
+                }
+                Event::IdleInTransaction => {
+                    return Err(fatal(
+                        "25P03",
+                        format!(
+                            "idle_transaction_timeout ({idle_tx_timeout:?}) expired: pgwarden closed \
+                             this connection, which held a server connection idle inside a transaction"
+                        ),
+                    ));
+                }
+                Event::QueryTimeout => self.cancel_running_query().await,
+                Event::Shutdown => return Err(fatal("57P01", "pgwarden is shutting down")),
+            }
+        }
+    }
+
+    /// Returns the server connection to the pool when the client's transaction is over.
+    fn maybe_release(&mut self) {
+        if self.mode == PoolMode::Transaction
+            && self.plan.is_empty()
+            && self.to_server.is_empty()
+            && self.server.as_ref().is_some_and(|s| s.is_idle())
+        {
+            self.release_server(false);
+        }
+    }
+
+    fn release_server(&mut self, client_leaving: bool) {
+        if let Some(mut server) = self.server.take() {
+            self.cancel.set_target(None);
+            if self.mode == PoolMode::Session && client_leaving {
+                server.needs_reset = true;
+            }
+            if !server.is_idle() {
+                server.broken = true;
+            }
+            self.shared.stats.transactions_total.fetch_add(1, Relaxed);
+        }
+    }
+
+    async fn ensure_server(&mut self) -> Result<(), SessionEnd> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        let mut server = acquire(&self.shared, &self.pool).await?;
+        if let Some(key) = &server.key {
+            self.cancel.set_target(Some(CancelTarget {
+                addr: server.addr,
+                process_id: key.process_id,
+                secret_key: key.secret_key.clone(),
+            }));
+        }
+        if let Some(sql) = self.params.sync_sql(&server.params) {
+            forward::push_internal_query(&mut self.to_server, &mut self.plan, &sql);
+            server.tracker.frontend_bytes(&self.to_server);
+            server.params = self.params.clone();
+        }
+        self.server = Some(server);
+        Ok(())
+    }
+
+    async fn cancel_running_query(&mut self) {
+        let Some(target) = self.server.as_ref().and_then(|s| {
+            s.key.as_ref().map(|k| CancelTarget {
+                addr: s.addr,
+                process_id: k.process_id,
+                secret_key: k.secret_key.clone(),
+            })
+        }) else {
+            return;
+        };
+        tracing::info!(pool = %self.pool.name, "query_timeout expired; cancelling the query");
+        crate::cancel::send_cancel(&target).await;
+    }
+}

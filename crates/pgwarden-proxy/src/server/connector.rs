@@ -1,0 +1,256 @@
+//! [`ServerConnector`]: opens, checks, resets and closes server connections for one
+//! (database, user) pool. The pool core calls it; nothing else opens server connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parking_lot::{Mutex, RwLock};
+use pgwarden_pool::{Connector, ReleaseState};
+use pgwarden_protocol::TransactionTracker;
+use pgwarden_resilience::ProberHandle;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use super::login::{login, read_frame, ServerCredentials};
+use super::{PreparedCache, ServerConnection, ServerError};
+use crate::params::SessionParams;
+
+/// Where and as whom a pool's server connections log in.
+#[derive(Debug, Clone)]
+pub struct ServerTarget {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Server user.
+    pub user: String,
+    /// Server database.
+    pub database: String,
+    /// application_name at login (a client's own is applied per transaction).
+    pub application_name: String,
+}
+
+/// See the module documentation. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerConnector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    target: ServerTarget,
+    credentials: RwLock<ServerCredentials>,
+    connect_timeout: Duration,
+    reset_query: String,
+    /// Database-wide cap shared by every pool of the database.
+    db_limit: Option<(Arc<Semaphore>, usize)>,
+    /// ParameterStatus values of the latest login, replayed to clients at their startup.
+    parameters: Mutex<Option<Vec<(String, String)>>>,
+    /// The upstream's monitor: gates connects while the breaker is open and hears outcomes.
+    upstream: Option<ProberHandle>,
+}
+
+impl std::fmt::Debug for ServerConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConnector")
+            .field("target", &self.inner.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConnector {
+    /// A connector for `target`.
+    pub fn new(
+        target: ServerTarget,
+        credentials: ServerCredentials,
+        connect_timeout: Duration,
+        reset_query: String,
+        db_limit: Option<(Arc<Semaphore>, usize)>,
+        upstream: Option<ProberHandle>,
+    ) -> ServerConnector {
+        ServerConnector {
+            inner: Arc::new(Inner {
+                target,
+                credentials: RwLock::new(credentials),
+                connect_timeout,
+                reset_query,
+                db_limit,
+                parameters: Mutex::new(None),
+                upstream,
+            }),
+        }
+    }
+
+    /// The login target.
+    pub fn target(&self) -> &ServerTarget {
+        &self.inner.target
+    }
+
+    /// Replaces the credentials (e.g. SCRAM keys recovered from the first client's login).
+    pub fn set_credentials(&self, credentials: ServerCredentials) {
+        *self.inner.credentials.write() = credentials;
+    }
+
+    /// Whether any credentials are known.
+    pub fn has_credentials(&self) -> bool {
+        !matches!(*self.inner.credentials.read(), ServerCredentials::None)
+    }
+
+    /// ParameterStatus values the server sent at the latest login.
+    pub fn server_parameters(&self) -> Option<Vec<(String, String)>> {
+        self.inner.parameters.lock().clone()
+    }
+
+    async fn open(&self) -> Result<ServerConnection, ServerError> {
+        let t = &self.inner.target;
+        let permit = match &self.inner.db_limit {
+            Some((sem, max)) => Some(Arc::clone(sem).try_acquire_owned().map_err(|_| {
+                ServerError::DatabaseLimit {
+                    database: t.database.clone(),
+                    max: *max,
+                }
+            })?),
+            None => None,
+        };
+        let mut stream = TcpStream::connect((t.host.as_str(), t.port)).await?;
+        stream.set_nodelay(true)?;
+        let addr = stream.peer_addr()?;
+        let mut rbuf = BytesMut::with_capacity(16 * 1024);
+        let credentials = self.inner.credentials.read().clone();
+        let outcome = login(
+            &mut stream,
+            &mut rbuf,
+            &t.user,
+            &t.database,
+            &t.application_name,
+            &credentials,
+        )
+        .await?;
+        *self.inner.parameters.lock() = Some(outcome.parameters);
+        Ok(ServerConnection {
+            stream,
+            rbuf,
+            tracker: TransactionTracker::ready(),
+            params: SessionParams::server_default(&t.application_name),
+            prepared: PreparedCache::default(),
+            key: outcome.key,
+            addr,
+            needs_reset: false,
+            broken: false,
+            _db_permit: permit,
+        })
+    }
+
+    /// Sends a simple query and reads up to its ReadyForQuery, discarding the replies.
+    async fn run_internal(
+        &self,
+        conn: &mut ServerConnection,
+        sql: &str,
+    ) -> Result<(), ServerError> {
+        let mut out = BytesMut::with_capacity(sql.len() + 6);
+        pgwarden_protocol::query::QueryMessage::Query {
+            sql: sql.to_string(),
+        }
+        .encode(&mut out);
+        let work = async {
+            conn.stream.write_all(&out).await?;
+            let mut error = None;
+            loop {
+                let frame = read_frame(&mut conn.stream, &mut conn.rbuf).await?;
+                match frame.tag {
+                    b'E' => error = Some(pgwarden_protocol::response::ErrorFields::decode(&frame)?),
+                    b'Z' if frame.body.first() == Some(&b'I') => break,
+                    b'Z' => {
+                        return Err(ServerError::Auth(
+                            "connection still in a transaction after reset".into(),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            match error {
+                Some(e) => Err(ServerError::Rejected(e)),
+                None => Ok(()),
+            }
+        };
+        match tokio::time::timeout(self.inner.connect_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(ServerError::Timeout(self.inner.connect_timeout)),
+        }
+    }
+}
+
+impl Connector for ServerConnector {
+    type Connection = ServerConnection;
+    type Error = ServerError;
+
+    async fn connect(&self) -> Result<ServerConnection, ServerError> {
+        let result = match tokio::time::timeout(self.inner.connect_timeout, self.open()).await {
+            Ok(result) => result,
+            Err(_) => Err(ServerError::Timeout(self.inner.connect_timeout)),
+        };
+        if let Some(upstream) = &self.inner.upstream {
+            match &result {
+                Ok(_) => upstream.report_client_success(),
+                // The database cap is ours, not the upstream's: it says nothing of its health.
+                Err(ServerError::DatabaseLimit { .. }) => {}
+                Err(e) => upstream.report_client_failure(&e.failure()),
+            }
+        }
+        result
+    }
+
+    async fn ping(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
+        // An empty query: the cheapest round trip PostgreSQL answers.
+        let result = self.run_internal(conn, "").await;
+        if result.is_err() {
+            conn.broken = true;
+        }
+        result
+    }
+
+    fn is_broken(&self, conn: &ServerConnection) -> bool {
+        conn.broken || conn.tracker.is_desynchronized()
+    }
+
+    fn release_state(&self, conn: &ServerConnection) -> ReleaseState {
+        if conn.broken || !conn.tracker.is_idle() {
+            // Abandoned mid-transaction or mid-reply: closing is the only safe reset.
+            ReleaseState::Broken
+        } else if conn.needs_reset {
+            ReleaseState::NeedsReset
+        } else {
+            ReleaseState::Clean
+        }
+    }
+
+    async fn reset(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
+        let query = self.inner.reset_query.clone();
+        if !query.trim().is_empty() {
+            self.run_internal(conn, &query).await?;
+        }
+        conn.prepared.clear();
+        conn.params = SessionParams::server_default(&self.inner.target.application_name);
+        conn.needs_reset = false;
+        Ok(())
+    }
+
+    async fn close(&self, mut conn: ServerConnection) {
+        // Terminate tells PostgreSQL the disconnect is deliberate (no "unexpected EOF" log).
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = conn.stream.write_all(b"X\0\0\0\x04").await;
+            let _ = conn.stream.shutdown().await;
+        })
+        .await;
+    }
+
+    fn error_kind(&self, err: &ServerError) -> &'static str {
+        err.failure().kind.label()
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        let upstream = self.inner.upstream.as_ref()?;
+        upstream.admit().err().map(|e| e.to_string())
+    }
+}

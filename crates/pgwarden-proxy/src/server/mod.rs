@@ -1,0 +1,145 @@
+//! One authenticated connection to PostgreSQL, owned by a pool and lent to client sessions.
+//!
+//! - [`login`]: the startup and authentication exchange as a client.
+//! - [`connector`]: [`ServerConnector`], the pool core's connector for server connections.
+//! - this file: [`ServerConnection`] (socket, read buffer, transaction tracker, applied session
+//!   parameters, prepared statements it holds) and [`ServerError`].
+
+pub(crate) mod connector;
+pub(crate) mod login;
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use pgwarden_protocol::response::{BackendKeyData, ErrorFields};
+use pgwarden_protocol::{ProtocolError, TransactionTracker};
+use pgwarden_resilience::{Failure, FailureKind};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+pub use connector::ServerConnector;
+pub use login::ServerCredentials;
+
+use crate::params::SessionParams;
+
+/// Why a server connection could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Socket failure.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Connect plus login took longer than `server_connect_timeout`.
+    #[error("connecting to the server timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The server refused the login with an ErrorResponse.
+    #[error("server refused the login: {} (SQLSTATE {})", .0.message().unwrap_or("?"), .0.code().unwrap_or("?"))]
+    Rejected(ErrorFields),
+    /// The server broke the protocol.
+    #[error("server protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// Authentication could not proceed (no password known, unsupported mechanism).
+    #[error("{0}")]
+    Auth(String),
+    /// The database already has `max_db_connections` server connections.
+    #[error("database \"{database}\" already has max_db_connections ({max}) server connections")]
+    DatabaseLimit {
+        /// The database.
+        database: String,
+        /// The cap.
+        max: usize,
+    },
+}
+
+impl ServerError {
+    /// Classifies the error for the breaker, metrics and client SQLSTATEs.
+    pub fn failure(&self) -> Failure {
+        match self {
+            ServerError::Io(e) => Failure::from_io_error(e),
+            ServerError::Timeout(_) => Failure::new(FailureKind::Timeout, self.to_string()),
+            ServerError::Rejected(fields) => {
+                Failure::from_sqlstate(fields.code().unwrap_or(""), self.to_string())
+            }
+            ServerError::Auth(_) => Failure::new(FailureKind::AuthFailed, self.to_string()),
+            ServerError::DatabaseLimit { .. } => {
+                Failure::new(FailureKind::TooManyConnections, self.to_string())
+            }
+            ServerError::Protocol(_) => Failure::new(FailureKind::Other, self.to_string()),
+        }
+    }
+}
+
+/// Server-side prepared statements on one connection, oldest first, with a bound.
+#[derive(Debug, Default)]
+pub(crate) struct PreparedCache {
+    names: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl PreparedCache {
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Records `name`; returns the statement to close if the cache is over `cap`.
+    pub(crate) fn insert(&mut self, name: &str, cap: usize) -> Option<String> {
+        if !self.names.insert(name.to_string()) {
+            return None;
+        }
+        self.order.push_back(name.to_string());
+        if self.order.len() > cap.max(1) {
+            let old = self.order.pop_front()?;
+            self.names.remove(&old);
+            return Some(old);
+        }
+        None
+    }
+
+    pub(crate) fn remove(&mut self, name: &str) {
+        if self.names.remove(name) {
+            self.order.retain(|n| n != name);
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.names.clear();
+        self.order.clear();
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct ServerConnection {
+    pub(crate) stream: TcpStream,
+    /// Bytes read from the server not yet forwarded.
+    pub(crate) rbuf: BytesMut,
+    /// Owed ReadyForQuery messages and the transaction status: says when the connection is
+    /// idle and may serve another client.
+    pub(crate) tracker: TransactionTracker,
+    /// Session parameters as last applied on this connection.
+    pub(crate) params: SessionParams,
+    /// Statements prepared under pgwarden's server-side names.
+    pub(crate) prepared: PreparedCache,
+    /// The server's BackendKeyData, for forwarding cancels.
+    pub(crate) key: Option<BackendKeyData>,
+    pub(crate) addr: SocketAddr,
+    /// Set in session mode when a client used it: reset before the next client.
+    pub(crate) needs_reset: bool,
+    /// Set when the stream can no longer be trusted (I/O error, protocol violation, abandoned
+    /// mid-transaction).
+    pub(crate) broken: bool,
+    /// Holds a slot of the database-wide cap while the connection exists.
+    pub(crate) _db_permit: Option<OwnedSemaphorePermit>,
+}
+
+impl ServerConnection {
+    /// The backend process id on the server.
+    pub fn backend_pid(&self) -> Option<i32> {
+        self.key.as_ref().map(|k| k.process_id)
+    }
+
+    /// Whether the connection sits between transactions.
+    pub fn is_idle(&self) -> bool {
+        !self.broken && self.tracker.is_idle()
+    }
+}

@@ -1,0 +1,106 @@
+//! Shared set-up: a cluster, a proxy in front of it, clients.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pgwarden_proxy::{AuthType, Proxy, ProxyConfig, ProxyHandle};
+use pgwarden_testkit::PgCluster;
+use tokio_postgres::{Client, NoTls};
+use tokio_util::sync::CancellationToken;
+
+/// The database proxied clients use, so `pg_stat_activity` can count their server
+/// connections apart from the test's own superuser connection.
+pub const APP_DB: &str = "app";
+
+/// A cluster with an `app` database owned by `postgres`.
+pub fn cluster() -> PgCluster {
+    cluster_with(PgCluster::builder())
+}
+
+pub fn cluster_with(builder: pgwarden_testkit::PgClusterBuilder) -> PgCluster {
+    let cluster = builder.start().expect("start PostgreSQL");
+    cluster
+        .create_database(APP_DB, "postgres")
+        .expect("create app database");
+    cluster
+}
+
+/// Trust-auth proxy settings in front of `cluster`, listening on a free port.
+pub fn config(cluster: &PgCluster) -> ProxyConfig {
+    let mut config = ProxyConfig::new(cluster.host(), cluster.port());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.auth_type = AuthType::Trust;
+    config.default_pool_size = 3;
+    config.query_wait_timeout = Duration::from_secs(20);
+    config
+}
+
+/// A running proxy; stops (draining) when dropped.
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub handle: ProxyHandle,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<pgwarden_proxy::ProxyStats>>,
+}
+
+impl RunningProxy {
+    pub async fn start(config: ProxyConfig) -> RunningProxy {
+        let proxy = Proxy::bind(config, None).await.expect("bind proxy");
+        let addr = proxy.local_addr();
+        let handle = proxy.handle();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(proxy.run(shutdown.clone(), Duration::from_secs(5)));
+        RunningProxy {
+            addr,
+            handle,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, db: &str, user: &str) -> String {
+        format!(
+            "postgres://{user}@{}:{}/{db}",
+            self.addr.ip(),
+            self.addr.port()
+        )
+    }
+
+    /// Shuts down and returns the final statistics.
+    pub async fn stop(mut self) -> pgwarden_proxy::ProxyStats {
+        self.shutdown.cancel();
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A tokio-postgres client through the proxy (as `postgres` to `app`).
+pub async fn client(proxy: &RunningProxy) -> Client {
+    client_url(&proxy.url(APP_DB, "postgres")).await
+}
+
+pub async fn client_url(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// Server connections to the `app` database right now, as PostgreSQL counts them.
+pub async fn app_backends(cluster: &PgCluster) -> i64 {
+    let admin = cluster.connect_superuser().await;
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
+            &[&APP_DB],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}

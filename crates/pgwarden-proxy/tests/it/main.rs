@@ -1,0 +1,13 @@
+//! Proxy integration tests: a real throwaway PostgreSQL, the proxy on a free port, real
+//! drivers (tokio-postgres, psql, pgbench) as clients.
+
+#![allow(unreachable_pub)]
+
+mod common;
+
+mod auth;
+mod basic;
+mod cap;
+mod errors;
+mod pgbench;
+mod session;
