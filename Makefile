@@ -2,13 +2,19 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test deps lint fmt bench-pool
+.PHONY: demo quickstart test deps lint fmt bench-pool
 
 deps:
 	@scripts/install-deps.sh
 
-## demo: runs the library quickstart against a throwaway PostgreSQL cluster
+## demo: pgwarden serve in front of a throwaway PostgreSQL (or $$PGWARDEN_UPSTREAM_URL), 200 clients
+## on a cap of 3 server connections for 20 s, then left running until Ctrl+C
 demo: deps
+	$(CARGO) build --quiet --release -p pgwarden --bin pgwarden --example demo
+	@ulimit -n 65536 2>/dev/null || true; "$$($(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/examples/demo"
+
+## quickstart: the embeddable library in a few lines (one process-wide pool, max 3 / min 1)
+quickstart: deps
 	$(CARGO) run --quiet --release -p pgwarden --example quickstart
 
 ## test: every test of the workspace against real, throwaway PostgreSQL and Redis servers

@@ -44,7 +44,7 @@ pub(crate) async fn connect<C: Connector>(shared: Arc<Shared<C>>) {
             };
             shared.emit(PoolEvent::Connected { id: slot.meta.id });
             if recovered {
-                tracing::info!(pool = %shared.config.name, "connections succeed again");
+                tracing::debug!(pool = %shared.config.name, "connections succeed again");
                 shared.emit(PoolEvent::Reconnected);
             }
             shared.put_back(slot);
@@ -61,10 +61,8 @@ pub(crate) async fn connect<C: Connector>(shared: Arc<Shared<C>>) {
                 st.record_error(kind, message.clone());
                 st.consecutive_failures
             };
-            if consecutive == 1 {
-                // One line per state change; the resilience layer reports outages.
-                tracing::warn!(pool = %shared.config.name, kind, error = %message, "cannot open a connection");
-            }
+            // Outages are reported once by the resilience layer; per-attempt detail is debug.
+            tracing::debug!(pool = %shared.config.name, kind, error = %message, consecutive, "cannot open a connection");
             shared.emit(PoolEvent::ConnectFailed {
                 error: message,
                 kind,

@@ -168,6 +168,29 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether an attempt would be admitted now, without taking the half-open trial: for
+    /// callers deciding whether to wait for a connection at all.
+    pub fn peek(&self, now: Instant) -> Result<(), Unavailable> {
+        let rejected = |since: Instant, retry_at: Instant| Unavailable {
+            since,
+            down_for: now.saturating_duration_since(since),
+            retry_in: retry_at.saturating_duration_since(now),
+            reason: self
+                .last_failure
+                .clone()
+                .unwrap_or_else(|| Failure::new(crate::FailureKind::Other, "no failure recorded")),
+        };
+        match self.phase {
+            Phase::Closed { .. } => Ok(()),
+            Phase::Open { retry_at, .. } if now >= retry_at => Ok(()),
+            Phase::Open { since, retry_at } => Err(rejected(since, retry_at)),
+            Phase::HalfOpen {
+                trial_taken: false, ..
+            } => Ok(()),
+            Phase::HalfOpen { since, .. } => Err(rejected(since, now)),
+        }
+    }
+
     /// Like [`CircuitBreaker::allow`], but a rejection comes back as the error to hand to the caller.
     pub fn check(&mut self, now: Instant) -> Result<Admission, Unavailable> {
         match self.allow(now) {

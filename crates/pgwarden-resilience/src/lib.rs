@@ -49,7 +49,7 @@ mod transition;
 pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker, Unavailable};
 pub use duration_text::DurationText;
 pub use failure::{Failure, FailureKind};
-pub use monitor::{MonitorConfig, UpstreamMonitor};
+pub use monitor::{MonitorConfig, UpstreamMonitor, DEMAND_PROBE_INTERVAL};
 pub use orphan::{
     select_orphans, BackendRow, InstanceTag, OrphanPolicy, APPLICATION_NAME_MAX, ORPHAN_QUERY,
     TERMINATE_SQL,

@@ -70,7 +70,13 @@ pub struct UpstreamMonitor {
     paused: bool,
     /// Development: the pause was announced; later pauses in the same outage are silent.
     pause_announced: bool,
+    /// When the last probe finished, to rate-limit probes asked for by client demand.
+    last_probe_at: Option<Instant>,
 }
+
+/// While unavailable, client demand triggers a probe at most this often (so a returning
+/// database is noticed within about a second, whatever the backoff delay).
+pub const DEMAND_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl UpstreamMonitor {
     /// A monitor in state `Unknown` whose first probe is due at `now`.
@@ -89,6 +95,7 @@ impl UpstreamMonitor {
             next_probe_at: Some(now),
             paused: false,
             pause_announced: false,
+            last_probe_at: None,
         }
     }
 
@@ -122,6 +129,7 @@ impl UpstreamMonitor {
 
     /// Call when a probe (or any attempt that proves the upstream is there) succeeded.
     pub fn on_probe_success(&mut self, now: Instant) -> Option<Transition> {
+        self.last_probe_at = Some(now);
         self.breaker.on_success(now);
         self.schedule.reset();
         self.consecutive_failures = 0;
@@ -145,6 +153,7 @@ impl UpstreamMonitor {
     /// or when development mode pauses probing for the first time in this outage.
     pub fn on_probe_failure(&mut self, now: Instant, failure: Failure) -> Option<Transition> {
         // The probe acts as the breaker's trial when one is due.
+        self.last_probe_at = Some(now);
         let _ = self.breaker.allow(now);
         self.breaker.on_failure(now, &failure);
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
@@ -191,14 +200,41 @@ impl UpstreamMonitor {
         self.change_state(now, to, event)
     }
 
-    /// Call when a client wants the upstream. Resumes paused probing (a probe becomes due now);
-    /// returns true if a probe is due at `now`.
+    /// Call when a client wants the upstream. Resumes paused probing (a probe becomes due now).
+    /// While the upstream is suspect (unavailable, or the breaker not closed), brings the next
+    /// probe forward to now, or to [`DEMAND_PROBE_INTERVAL`] after the last probe, so a
+    /// returning database is noticed within about a second whatever the backoff delay
+    /// (configuration problems excepted: those wait for their slow schedule). Returns true when
+    /// the schedule changed or a probe is due: the driver should wake.
     pub fn on_client_demand(&mut self, now: Instant) -> bool {
+        let mut changed = false;
         if self.paused {
             self.paused = false;
             self.next_probe_at = Some(now);
+            changed = true;
         }
-        self.probe_due(now)
+        changed |= self.bring_probe_forward(now);
+        changed || self.probe_due(now)
+    }
+
+    /// See [`UpstreamMonitor::on_client_demand`].
+    fn bring_probe_forward(&mut self, now: Instant) -> bool {
+        let suspect = !matches!(self.state, UpstreamState::Available)
+            || self.breaker.state() != BreakerState::Closed;
+        let configuration = matches!(self.state, UpstreamState::Unavailable { reason } if reason.is_configuration_problem());
+        if !suspect || configuration || self.paused {
+            return false;
+        }
+        let earliest = self
+            .last_probe_at
+            .map_or(now, |at| (at + DEMAND_PROBE_INTERVAL).max(now));
+        match self.next_probe_at {
+            Some(at) if at > earliest => {
+                self.next_probe_at = Some(earliest);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Asks the breaker whether a client attempt may go ahead; while it is open the error says
@@ -212,10 +248,18 @@ impl UpstreamMonitor {
         self.on_probe_success(now)
     }
 
-    /// Reports a client attempt's failure to the breaker only (the probe cadence is unchanged,
-    /// and no transition is produced: the background probe stays the authority on state).
-    pub fn on_client_failure(&mut self, now: Instant, failure: &Failure) {
+    /// Reports a client attempt's failure to the breaker, and brings the next probe forward
+    /// (passive detection; at most once per [`DEMAND_PROBE_INTERVAL`]). No transition is
+    /// produced here: the probe stays the authority on state. Returns true if a probe is due.
+    pub fn on_client_failure(&mut self, now: Instant, failure: &Failure) -> bool {
         self.breaker.on_failure(now, failure);
+        self.bring_probe_forward(now) || self.probe_due(now)
+    }
+
+    /// Whether the breaker would admit a client attempt now, without taking its half-open
+    /// trial (see [`CircuitBreaker::peek`]).
+    pub fn peek_admit(&self, now: Instant) -> Result<(), Unavailable> {
+        self.breaker.peek(now)
     }
 
     /// Probe now, keeping the failure count and backoff position.

@@ -177,7 +177,8 @@ impl ProberHandle {
         self.shared.monitor().cached_available(now())
     }
 
-    /// A client wants the upstream: resumes paused probing (development) right away.
+    /// A client wants the upstream: resumes paused probing (development) right away, and while
+    /// the upstream is suspect probes within about a second.
     pub fn client_demand(&self) {
         if self.shared.monitor().on_client_demand(now()) {
             self.shared.wake.notify_one();
@@ -209,6 +210,15 @@ impl ProberHandle {
 
     /// Reports a failed client attempt to the breaker.
     pub fn report_client_failure(&self, failure: &Failure) {
-        self.shared.monitor().on_client_failure(now(), failure);
+        let due = self.shared.monitor().on_client_failure(now(), failure);
+        if due {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Whether a client attempt would be admitted now, without taking the breaker's half-open
+    /// trial; for deciding whether to wait for a new connection at all.
+    pub fn would_admit(&self) -> Result<(), Unavailable> {
+        self.shared.monitor().peek_admit(now())
     }
 }

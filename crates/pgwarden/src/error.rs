@@ -23,6 +23,9 @@ pub enum ConnectError {
     /// A Redis connection failed.
     #[error("redis: {0}")]
     Redis(#[source] ::redis::RedisError),
+    /// The circuit breaker refused the attempt (the upstream is known to be away).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ConnectError {
@@ -43,7 +46,7 @@ impl ConnectError {
                 }
             }
             ConnectError::Timeout(_) => FailureKind::Timeout,
-            ConnectError::Dirty => FailureKind::Other,
+            ConnectError::Dirty | ConnectError::Unavailable(_) => FailureKind::Other,
             ConnectError::Redis(e) if e.is_connection_refusal() => FailureKind::Refused,
             ConnectError::Redis(e) if e.is_timeout() => FailureKind::Timeout,
             ConnectError::Redis(_) => FailureKind::Other,
@@ -53,6 +56,11 @@ impl ConnectError {
     /// A bounded label for metrics and statistics.
     pub fn kind(&self) -> &'static str {
         self.failure_kind().label()
+    }
+
+    /// The classified failure, for the breaker and the monitor.
+    pub fn failure(&self) -> pgwarden_resilience::Failure {
+        pgwarden_resilience::Failure::new(self.failure_kind(), self.to_string())
     }
 }
 
@@ -100,6 +108,12 @@ pub enum Error {
     /// `shutdown()` has been called; no new connections are handed out.
     #[error("pgwarden is shutting down")]
     ShuttingDown,
+    /// A connection outside the pool (maintenance) could not be opened.
+    #[error("cannot connect: {0}")]
+    Connect(#[from] ConnectError),
+    /// `require_upstream` is set and the upstream did not answer within the start-up attempts.
+    #[error("upstream required (require_upstream = true) but unavailable: {0}")]
+    UpstreamRequired(pgwarden_resilience::Failure),
 }
 
 impl Error {

@@ -42,4 +42,6 @@ pub use global::{global, init_global};
 pub use pg::{PgConnection, PgConnector};
 pub use pgwarden_pool::{CloseReport, PoolError, PoolEvent, PoolStats, PoolStatus};
 pub use redis_pool::RedisConnector;
-pub use warden::{PgGuard, RedisGuard, ShutdownReport, Warden, WardenStats, POSTGRES, REDIS};
+pub use warden::{
+    OrphanReport, PgGuard, RedisGuard, ShutdownReport, Warden, WardenStats, POSTGRES, REDIS,
+};

@@ -126,9 +126,11 @@ pub async fn wait_for_upstream<P: Probe>(probe: &P, policy: &StartupPolicy) -> S
                 tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
             }
             StartupDecision::StartDegraded { failure } => {
-                tracing::warn!(
+                tracing::info!(
                     attempts = attempts.attempts_made(),
-                    "upstream unavailable at start-up ({failure}); starting anyway, clients get a clear error until it returns"
+                    kind = failure.kind.label(),
+                    "starting without the upstream after {} attempts; clients get a clear error until it returns",
+                    attempts.attempts_made()
                 );
                 return StartupOutcome::Degraded(failure);
             }

@@ -7,9 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use pgwarden_pool::{CloseReport, Pool, PoolConfig, PoolStats, Pooled};
+use pgwarden_resilience::{
+    select_orphans, BackendRow, InstanceTag, OrphanPolicy, Prober, ProberHandle, StatusSummary,
+    TransitionEvent, ORPHAN_QUERY, TERMINATE_SQL,
+};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, ToStatement};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::error::Error;
@@ -40,6 +46,31 @@ pub struct Warden {
     redis_config: PoolConfig,
     redis: OnceLock<Pool<RedisConnector>>,
     shutting_down: AtomicBool,
+    /// This instance's tag, carried as `application_name` by every server connection.
+    tag: InstanceTag,
+    /// The upstream's prober, started with the PostgreSQL pool.
+    upstream: OnceLock<UpstreamWatch>,
+    /// The last orphan cleanup.
+    orphans: Mutex<Option<OrphanReport>>,
+}
+
+/// The running prober and what stops it.
+struct UpstreamWatch {
+    handle: ProberHandle,
+    cancel: CancellationToken,
+}
+
+/// What an orphan cleanup found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrphanReport {
+    /// Backends of other (dead) instances idle past the threshold.
+    pub found: usize,
+    /// Of those, terminated.
+    pub terminated: usize,
+    /// Of those, not terminated for lack of privilege.
+    pub denied: usize,
+    /// Their process ids.
+    pub pids: Vec<i32>,
 }
 
 impl std::fmt::Debug for Warden {
@@ -80,6 +111,8 @@ impl Warden {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         })?;
+        let tag = InstanceTag::new(&up.application_name);
+        let pg_connector = pg_connector.with_application_name(&tag.application_name());
         let pg_config = pool_config(POSTGRES, &settings);
         pg_config
             .validate()
@@ -104,6 +137,9 @@ impl Warden {
             redis_config,
             redis: OnceLock::new(),
             shutting_down: AtomicBool::new(false),
+            tag,
+            upstream: OnceLock::new(),
+            orphans: Mutex::new(None),
         })
     }
 
@@ -117,17 +153,148 @@ impl Warden {
         &self.settings
     }
 
-    /// The PostgreSQL pool, created on first use. Must be called inside a tokio runtime.
+    /// The PostgreSQL pool, created on first use together with the upstream's prober. Must be
+    /// called inside a tokio runtime.
     pub fn postgres_pool(&self) -> &Pool<PgConnector> {
         self.postgres.get_or_init(|| {
-            Pool::new(self.pg_connector.clone(), self.pg_config.clone())
-                .expect("pool configuration validated in Warden::new")
+            let watch = self.upstream_watch();
+            let connector = self
+                .pg_connector
+                .clone()
+                .with_upstream(watch.handle.clone());
+            let pool = Pool::new(connector, self.pg_config.clone())
+                .expect("pool configuration validated in Warden::new");
+            tokio::spawn(warm_on_recovery(
+                pool.clone(),
+                watch.handle.clone(),
+                watch.cancel.clone(),
+            ));
+            pool
         })
+    }
+
+    fn upstream_watch(&self) -> &UpstreamWatch {
+        self.upstream.get_or_init(|| {
+            let probe = self.login_probe();
+            let prober = Prober::new(probe, crate::upstream::monitor_config(&self.settings));
+            let handle = prober.handle();
+            let cancel = CancellationToken::new();
+            tokio::spawn(prober.run(cancel.clone()));
+            UpstreamWatch { handle, cancel }
+        })
+    }
+
+    fn login_probe(&self) -> crate::pg::PgLoginProbe {
+        // The probe's own logins are named apart so they never count as pool connections.
+        let connector = self
+            .pg_connector
+            .clone()
+            .with_application_name(&format!("{}-probe", self.tag.name()));
+        crate::pg::PgLoginProbe::new(connector, self.settings.resilience.probe_timeout)
+    }
+
+    /// The upstream's status: state, consecutive failures, retry delay, breaker, last error.
+    /// `None` before the PostgreSQL pool exists.
+    pub fn upstream_status(&self) -> Option<StatusSummary> {
+        self.upstream.get().map(|w| w.handle.summary())
+    }
+
+    /// The upstream's prober (created with the pool): `reset()`, `force_check()`, transitions.
+    pub fn upstream(&self) -> &ProberHandle {
+        &self.upstream_watch().handle
+    }
+
+    /// This instance's `application_name` (`{name}#{instance id}`).
+    pub fn instance_tag(&self) -> &InstanceTag {
+        &self.tag
+    }
+
+    /// The last orphan cleanup's report, if one ran.
+    pub fn last_orphan_report(&self) -> Option<OrphanReport> {
+        self.orphans.lock().clone()
+    }
+
+    /// Finds backends left by other (crashed) instances of this application — tagged with our
+    /// name but another instance id, idle (or idle in transaction) longer than
+    /// `orphan_idle_threshold` — and terminates them. Other applications' backends and this
+    /// instance's own are never touched. Without the privilege, logs one warning naming the
+    /// grant that would allow it.
+    pub async fn cleanup_orphans(&self) -> Result<OrphanReport, Error> {
+        let conn = self.pg_connector.connect_unpooled().await?;
+        let prefix = format!("{}#", self.tag.name());
+        let rows = conn.client().query(ORPHAN_QUERY, &[&prefix]).await?;
+        let rows: Vec<BackendRow> = rows
+            .iter()
+            .map(|r| BackendRow {
+                pid: r.get(0),
+                application_name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                state: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                state_change_age: Duration::from_secs_f64(
+                    r.get::<_, Option<f64>>(3).unwrap_or(0.0).max(0.0),
+                ),
+                backend_start: None,
+            })
+            .collect();
+        let policy = OrphanPolicy {
+            app_name_prefix: self.tag.name().to_string(),
+            own_instance_tag: self.tag.clone(),
+            idle_threshold: self.settings.resilience.orphan_idle_threshold,
+        };
+        let pids = select_orphans(&rows, &policy);
+        let mut report = OrphanReport {
+            found: pids.len(),
+            pids: pids.clone(),
+            ..OrphanReport::default()
+        };
+        for pid in pids {
+            match conn.client().query_one(TERMINATE_SQL, &[&pid]).await {
+                Ok(row) if row.get::<_, Option<bool>>(0).unwrap_or(false) => report.terminated += 1,
+                Ok(_) => {}
+                Err(e) if e.code().is_some_and(|c| c.code() == "42501") => report.denied += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if report.denied > 0 {
+            tracing::warn!(
+                denied = report.denied,
+                "found {} orphaned server connections of earlier instances but may not terminate them; \
+                 GRANT pg_signal_backend TO {} would allow it",
+                report.denied,
+                self.pg_connector.user()
+            );
+        } else if report.found > 0 {
+            tracing::info!(
+                terminated = report.terminated,
+                "terminated {} orphaned server connections left by earlier instances",
+                report.terminated
+            );
+        }
+        conn.close().await;
+        *self.orphans.lock() = Some(report.clone());
+        Ok(report)
     }
 
     /// Creates the PostgreSQL pool and waits (up to the connect timeout) until `min_size`
     /// connections are open and idle. Returns the pool's error if they could not be opened.
     pub async fn init(&self) -> Result<(), Error> {
+        let probe = self.login_probe();
+        let policy = crate::upstream::startup_policy(&self.settings);
+        match crate::upstream::wait_for_upstream(&probe, &policy).await {
+            crate::upstream::StartupOutcome::Ready => {}
+            crate::upstream::StartupOutcome::Degraded(_) => {
+                // Start without it; the prober keeps looking and the pool warms on recovery.
+                self.postgres_pool();
+                return Ok(());
+            }
+            crate::upstream::StartupOutcome::Refused(failure) => {
+                return Err(Error::UpstreamRequired(failure))
+            }
+        }
+        if self.settings.resilience.orphan_cleanup {
+            if let Err(e) = self.cleanup_orphans().await {
+                tracing::warn!(error = %e, "orphan cleanup failed");
+            }
+        }
         let pool = self.postgres_pool();
         let want = self.pg_config.min_idle;
         let deadline = Instant::now() + self.settings.upstream.connect_timeout;
@@ -255,6 +422,9 @@ impl Warden {
     /// and closes every connection (PostgreSQL connections get a Terminate message).
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         self.shutting_down.store(true, Ordering::Release);
+        if let Some(watch) = self.upstream.get() {
+            watch.cancel.cancel();
+        }
         let mut resources = BTreeMap::new();
         if let Some(pool) = self.postgres.get() {
             resources.insert(POSTGRES, pool.close(deadline).await);
@@ -263,6 +433,26 @@ impl Warden {
             resources.insert(REDIS, pool.close(deadline).await);
         }
         ShutdownReport { resources }
+    }
+}
+
+/// Warms the pool to `min_idle` the moment the upstream is seen again.
+async fn warm_on_recovery(
+    pool: Pool<PgConnector>,
+    upstream: ProberHandle,
+    cancel: CancellationToken,
+) {
+    let mut transitions = upstream.subscribe();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            t = transitions.recv() => match t {
+                Ok(t) if matches!(t.event, TransitionEvent::Available { .. }) => pool.warm(),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => pool.warm(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
     }
 }
 

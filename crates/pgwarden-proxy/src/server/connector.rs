@@ -186,6 +186,12 @@ impl Connector for ServerConnector {
     type Error = ServerError;
 
     async fn connect(&self) -> Result<ServerConnection, ServerError> {
+        if let Some(upstream) = &self.inner.upstream {
+            // Takes the breaker's half-open trial when one is due; refused while it is open.
+            if let Err(unavailable) = upstream.admit() {
+                return Err(ServerError::Unavailable(unavailable.to_string()));
+            }
+        }
         let result = match tokio::time::timeout(self.inner.connect_timeout, self.open()).await {
             Ok(result) => result,
             Err(_) => Err(ServerError::Timeout(self.inner.connect_timeout)),
@@ -194,7 +200,7 @@ impl Connector for ServerConnector {
             match &result {
                 Ok(_) => upstream.report_client_success(),
                 // The database cap is ours, not the upstream's: it says nothing of its health.
-                Err(ServerError::DatabaseLimit { .. }) => {}
+                Err(ServerError::DatabaseLimit { .. } | ServerError::Unavailable(_)) => {}
                 Err(e) => upstream.report_client_failure(&e.failure()),
             }
         }
@@ -251,6 +257,9 @@ impl Connector for ServerConnector {
 
     fn unavailable(&self) -> Option<String> {
         let upstream = self.inner.upstream.as_ref()?;
-        upstream.admit().err().map(|e| e.to_string())
+        let unavailable = upstream.would_admit().err()?;
+        // A client is asking: let the prober look now rather than on its schedule.
+        upstream.client_demand();
+        Some(unavailable.to_string())
     }
 }

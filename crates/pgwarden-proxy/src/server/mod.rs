@@ -41,6 +41,9 @@ pub enum ServerError {
     /// Authentication could not proceed (no password known, unsupported mechanism).
     #[error("{0}")]
     Auth(String),
+    /// The circuit breaker refused the attempt (the upstream is known to be away).
+    #[error("{0}")]
+    Unavailable(String),
     /// The database already has `max_db_connections` server connections.
     #[error("database \"{database}\" already has max_db_connections ({max}) server connections")]
     DatabaseLimit {
@@ -64,7 +67,9 @@ impl ServerError {
             ServerError::DatabaseLimit { .. } => {
                 Failure::new(FailureKind::TooManyConnections, self.to_string())
             }
-            ServerError::Protocol(_) => Failure::new(FailureKind::Other, self.to_string()),
+            ServerError::Protocol(_) | ServerError::Unavailable(_) => {
+                Failure::new(FailureKind::Other, self.to_string())
+            }
         }
     }
 }

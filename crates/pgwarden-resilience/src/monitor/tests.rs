@@ -306,3 +306,29 @@ fn breaker_fails_clients_fast_while_open() {
     assert_eq!(back.to, UpstreamState::Available);
     assert_eq!(monitor.admit(t0 + secs(14)), Ok(Admission::Allowed));
 }
+
+#[test]
+fn client_demand_brings_the_next_probe_forward_at_most_once_a_second() {
+    let t0 = Instant::now();
+    let mut monitor = UpstreamMonitor::new(config(Environment::Production), t0);
+    for i in 0..6 {
+        monitor.on_probe_failure(t0 + secs(i), refused());
+    }
+    let scheduled = monitor.next_probe_at().unwrap();
+    assert!(scheduled > t0 + secs(60), "deep in the backoff");
+    // Within a second of the last probe: the probe comes forward, but only to a second after
+    // the last one.
+    let early = t0 + secs(5) + Duration::from_millis(500);
+    assert!(
+        monitor.on_client_demand(early),
+        "schedule changed: wake the driver"
+    );
+    assert_eq!(monitor.next_probe_at(), Some(t0 + secs(6)));
+    assert!(!monitor.probe_due(early));
+    // Later: due now.
+    let asked = t0 + secs(7);
+    assert!(monitor.on_client_demand(asked));
+    assert!(monitor.probe_due(asked));
+    let back = monitor.on_probe_success(asked).unwrap();
+    assert!(matches!(back.event, TransitionEvent::Available { .. }));
+}

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use pgwarden_pool::{Connector, ReleaseState};
+use pgwarden_resilience::ProberHandle;
 use tokio::net::TcpStream;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Config, NoTls};
@@ -37,6 +38,9 @@ pub struct PgConnector {
     port: u16,
     connect_timeout: Duration,
     command_timeout: Duration,
+    /// The upstream's monitor: connects are refused fast while its breaker is open, and every
+    /// connect outcome is reported to it (passive detection).
+    upstream: Option<ProberHandle>,
 }
 
 impl PgConnector {
@@ -75,7 +79,38 @@ impl PgConnector {
             port,
             connect_timeout: options.connect_timeout,
             command_timeout: options.command_timeout,
+            upstream: None,
         })
+    }
+
+    /// The same connector gated by (and reporting to) the upstream's monitor.
+    pub fn with_upstream(mut self, upstream: ProberHandle) -> Self {
+        self.upstream = Some(upstream);
+        self
+    }
+
+    /// The same connector with another `application_name` (e.g. the instance tag).
+    pub fn with_application_name(mut self, name: &str) -> Self {
+        self.config.application_name(name);
+        self
+    }
+
+    /// The server's host name or address.
+    pub fn host(&self) -> &str {
+        &self.addr_host
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Opens a connection outside any pool (for maintenance such as orphan cleanup).
+    pub async fn connect_unpooled(&self) -> Result<PgConnection, ConnectError> {
+        match tokio::time::timeout(self.connect_timeout, self.open()).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::Timeout(self.connect_timeout)),
+        }
     }
 
     /// The database this connector logs in to.
@@ -153,10 +188,20 @@ impl Connector for PgConnector {
     type Error = ConnectError;
 
     async fn connect(&self) -> Result<PgConnection, ConnectError> {
-        match tokio::time::timeout(self.connect_timeout, self.open()).await {
-            Ok(result) => result,
-            Err(_) => Err(ConnectError::Timeout(self.connect_timeout)),
+        if let Some(upstream) = &self.upstream {
+            // Takes the breaker's half-open trial when one is due; refused while it is open.
+            if let Err(unavailable) = upstream.admit() {
+                return Err(ConnectError::Unavailable(unavailable.to_string()));
+            }
         }
+        let result = self.connect_unpooled().await;
+        if let Some(upstream) = &self.upstream {
+            match &result {
+                Ok(_) => upstream.report_client_success(),
+                Err(e) => upstream.report_client_failure(&e.failure()),
+            }
+        }
+        result
     }
 
     async fn ping(&self, conn: &mut PgConnection) -> Result<(), ConnectError> {
@@ -207,6 +252,18 @@ impl Connector for PgConnector {
 
     fn error_kind(&self, err: &ConnectError) -> &'static str {
         err.kind()
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        let upstream = self.upstream.as_ref()?;
+        match upstream.would_admit() {
+            Ok(_) => None,
+            Err(unavailable) => {
+                // A client is asking: let the prober look now rather than on its schedule.
+                upstream.client_demand();
+                Some(unavailable.to_string())
+            }
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 
 mod connection;
 mod connector;
+mod probe;
 mod stream;
 
 pub use connection::PgConnection;
 pub use connector::{PgConnector, PgConnectorOptions};
+pub use probe::PgLoginProbe;

@@ -29,7 +29,7 @@ async fn two_hundred_tasks_never_exceed_three_server_connections() {
             while !stop.load(Ordering::Relaxed) {
                 let n: i64 = admin
                     .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cap-test'",
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'cap-test#%'",
                         &[],
                     )
                     .await
@@ -75,13 +75,13 @@ async fn two_hundred_tasks_never_exceed_three_server_connections() {
     warden.shutdown(Duration::from_secs(5)).await;
     // Terminate was sent to each; the server's backends exit right after.
     let gone = crate::common::eventually(Duration::from_secs(5), || async {
-        cluster.count_backends("cap-test").await == 0
+        cluster.count_backends("cap-test#%").await == 0
     })
     .await;
     assert!(
         gone,
         "{} backends left after shutdown",
-        cluster.count_backends("cap-test").await
+        cluster.count_backends("cap-test#%").await
     );
 }
 
@@ -110,5 +110,5 @@ async fn twenty_concurrent_requests_reuse_connections() {
     let stats = warden.postgres_pool().stats();
     assert_eq!(stats.acquires_total, 200);
     assert!(stats.reuse_ratio > 0.9, "reuse ratio {}", stats.reuse_ratio);
-    assert!(cluster.count_backends("reuse-test").await <= 5);
+    assert!(cluster.count_backends("reuse-test#%").await <= 5);
 }

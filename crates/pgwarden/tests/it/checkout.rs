@@ -128,7 +128,11 @@ async fn connections_carry_application_name_timezone_and_server_settings() {
             row.get::<_, String>(0)
         }
     };
-    assert_eq!(show("application_name").await, "settings-test");
+    let app = show("application_name").await;
+    assert!(
+        app.starts_with("settings-test#"),
+        "tagged with the instance id: {app}"
+    );
     assert_eq!(show("TimeZone").await, "UTC");
     assert_eq!(show("search_path").await, "public, pg_catalog");
 }

@@ -16,7 +16,7 @@ async fn shutdown_waits_for_checked_out_connections_then_closes_them_all() {
     ));
     warden.init().await.unwrap();
     let held = warden.connection().await.unwrap();
-    assert!(cluster.count_backends("close-test").await >= 2);
+    assert!(cluster.count_backends("close-test#%").await >= 2);
     let releaser = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         held.simple_query("SELECT 1").await.unwrap();
@@ -27,7 +27,7 @@ async fn shutdown_waits_for_checked_out_connections_then_closes_them_all() {
     let pg = &report.resources[pgwarden::POSTGRES];
     assert_eq!(pg.still_checked_out, 0, "{pg:?}");
     assert!(pg.closed >= 2, "{pg:?}");
-    assert_eq!(cluster.count_backends("close-test").await, 0);
+    assert_eq!(cluster.count_backends("close-test#%").await, 0);
     assert!(matches!(
         warden.connection().await,
         Err(Error::ShuttingDown)

@@ -10,4 +10,5 @@ mod checkout;
 mod lifecycle;
 mod recycling;
 mod redis;
+mod resilience;
 mod safety;

@@ -19,16 +19,16 @@ async fn idle_connections_above_min_are_closed_after_idle_timeout() {
     let a = warden.connection().await.unwrap();
     let b = warden.connection().await.unwrap();
     let c = warden.connection().await.unwrap();
-    assert_eq!(cluster.count_backends("idle-test").await, 3);
+    assert_eq!(cluster.count_backends("idle-test#%").await, 3);
     drop((a, b, c));
     let reaped = eventually(Duration::from_secs(10), || async {
-        cluster.count_backends("idle-test").await == 1
+        cluster.count_backends("idle-test#%").await == 1
     })
     .await;
     assert!(
         reaped,
         "still {} backends",
-        cluster.count_backends("idle-test").await
+        cluster.count_backends("idle-test#%").await
     );
     assert_eq!(warden.postgres_pool().status().size, 1);
 }
@@ -76,7 +76,7 @@ async fn a_connection_is_replaced_after_max_lifetime() {
     // The old backend is gone from the server, not just forgotten.
     assert!(
         eventually(Duration::from_secs(5), || async {
-            cluster.count_backends("lifetime-test").await == 1
+            cluster.count_backends("lifetime-test#%").await == 1
         })
         .await
     );

@@ -91,7 +91,7 @@ async fn a_task_cancelled_mid_query_leaves_no_busy_connection_behind() {
     let running = || async {
         admin
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cancel-test' AND state = 'active'",
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'cancel-test#%' AND state = 'active'",
                 &[],
             )
             .await

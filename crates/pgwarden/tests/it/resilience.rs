@@ -1,0 +1,320 @@
+//! Calm resilience against a real cluster: the upstream down at start (development pauses,
+//! production keeps trying, required refuses), kill -9 under load and restart on the same
+//! port, configuration errors classified, orphans of a dead instance terminated.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgwarden::{Error, PoolError, Warden};
+use pgwarden_resilience::{FailureKind, UpstreamState};
+use pgwarden_testkit::{free_port, PgCluster};
+
+use crate::common::{eventually, settings, warden, LogCapture};
+
+/// Fast schedules so an outage plays out in about a second of real time.
+const FAST: &[(&str, &str)] = &[
+    ("retry.initial_delay", "50ms"),
+    ("retry.max_delay", "200ms"),
+    ("resilience.startup_attempts", "2"),
+    ("resilience.startup_initial_delay", "50ms"),
+    ("resilience.breaker_threshold", "3"),
+    ("resilience.probe_timeout", "500ms"),
+    ("pool.acquire_timeout", "500ms"),
+    ("upstream.connect_timeout", "1s"),
+];
+
+fn dead_url() -> String {
+    format!("postgres://postgres@127.0.0.1:{}/postgres", free_port())
+}
+
+fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut all = FAST.to_vec();
+    all.extend_from_slice(extra);
+    all
+}
+
+#[tokio::test]
+async fn development_pauses_after_five_failures_and_logs_once() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let warden = Warden::new(settings(
+        &dead_url(),
+        &with(&[("environment", "development")]),
+    ))
+    .unwrap();
+    warden.init().await.expect("starts degraded, not an error");
+    let paused = eventually(Duration::from_secs(10), || async {
+        warden.upstream_status().is_some_and(|s| !s.will_retry)
+    })
+    .await;
+    let status = warden.upstream_status().unwrap();
+    assert!(paused, "{status:?}");
+    assert_eq!(status.consecutive_failures, 5);
+    assert!(matches!(
+        status.state,
+        UpstreamState::Unavailable {
+            reason: FailureKind::Refused
+        }
+    ));
+    // A caller gets a clear, fast error instead of waiting.
+    let started = Instant::now();
+    let err = warden.connection().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(err.to_string().contains("refused"), "{err}");
+    let text = logs.text();
+    assert_eq!(
+        text.matches("assuming a local setup without a database")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches("upstream unavailable:").count(), 1, "{text}");
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "start-up, unavailable, paused: {text}"
+    );
+}
+
+#[tokio::test]
+async fn production_keeps_trying() {
+    let warden = Warden::new(settings(
+        &dead_url(),
+        &with(&[("environment", "production")]),
+    ))
+    .unwrap();
+    warden.init().await.unwrap();
+    let kept_on = eventually(Duration::from_secs(10), || async {
+        warden
+            .upstream_status()
+            .is_some_and(|s| s.consecutive_failures > 8)
+    })
+    .await;
+    let status = warden.upstream_status().unwrap();
+    assert!(kept_on && status.will_retry, "{status:?}");
+}
+
+#[tokio::test]
+async fn require_upstream_refuses_to_start() {
+    let warden = Warden::new(settings(
+        &dead_url(),
+        &with(&[("resilience.require_upstream", "true")]),
+    ))
+    .unwrap();
+    let err = warden.init().await.unwrap_err();
+    assert!(matches!(err, Error::UpstreamRequired(_)), "{err:?}");
+    assert!(err.to_string().contains("refused"), "{err}");
+
+    // The binary: exit code 1 and one clear line.
+    let out = Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        .arg("serve")
+        .env("PGWARDEN_UPSTREAM_URL", dead_url())
+        .env("PGWARDEN_REQUIRE_UPSTREAM", "true")
+        .env("PGWARDEN_RESILIENCE_STARTUP_ATTEMPTS", "2")
+        .env("PGWARDEN_RESILIENCE_STARTUP_INITIAL_DELAY", "50ms")
+        .env("PGWARDEN_AUTH_TYPE", "trust")
+        .env("PGWARDEN_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is required (require_upstream = true) but unavailable"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_password_and_missing_database_are_configuration_errors() {
+    let cluster = PgCluster::builder()
+        .auth(pgwarden_testkit::Auth::Password {
+            superuser_password: "right".into(),
+        })
+        .start()
+        .unwrap();
+    let cases = [
+        (
+            cluster.url_with_password("postgres", "postgres", "wrong"),
+            FailureKind::AuthFailed,
+        ),
+        (
+            cluster.url_with_password("nosuchdb", "postgres", "right"),
+            FailureKind::DatabaseMissing,
+        ),
+    ];
+    for (url, kind) in cases {
+        let logs = LogCapture::default();
+        let guard = logs.install();
+        let warden = Warden::new(settings(&url, FAST)).unwrap();
+        warden.init().await.unwrap();
+        let seen = eventually(Duration::from_secs(5), || async {
+            warden
+                .upstream_status()
+                .is_some_and(|s| s.state == UpstreamState::Unavailable { reason: kind })
+        })
+        .await;
+        let status = warden.upstream_status().unwrap();
+        assert!(seen, "{status:?}");
+        assert_eq!(status.last_error.as_ref().map(|f| f.kind), Some(kind));
+        // Retried only slowly: at the schedule's cap.
+        assert_eq!(status.current_retry_delay, Some(Duration::from_millis(200)));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        drop(guard);
+        let text = logs.text();
+        assert_eq!(text.matches("fix the configuration").count(), 1, "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_then_restart_recovers_without_leaks() {
+    let mut cluster = PgCluster::builder().start().unwrap();
+    // Default backoff (10 s doubling to 600 s): recovery must not wait for it.
+    let warden = Arc::new(warden(
+        &cluster,
+        "crash-test",
+        &[
+            ("pool.max_size", "3"),
+            ("pool.min_size", "1"),
+            ("environment", "production"),
+            ("pool.acquire_timeout", "500ms"),
+            ("resilience.breaker_threshold", "3"),
+        ],
+    ));
+    warden.init().await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok_after_restart = Arc::new(AtomicI64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (w, stop) = (warden.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match w.fetch_one("SELECT 1", &[]).await {
+                    Ok(_) => {}
+                    Err(_) => {
+                        errors += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            errors
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.kill9().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.start_again().unwrap();
+    let back_at = Instant::now();
+    let recovered = eventually(Duration::from_secs(10), || async {
+        let r = warden.fetch_one("SELECT 1", &[]).await;
+        let ok = r.is_ok();
+        if ok {
+            ok_after_restart.store(back_at.elapsed().as_millis() as i64, Ordering::Relaxed);
+        }
+        ok
+    })
+    .await;
+    assert!(recovered, "not served within 10 s of the restart");
+    let recovery_ms = ok_after_restart.load(Ordering::Relaxed);
+    eprintln!("first query served {recovery_ms} ms after the server accepted connections again");
+    assert!(recovery_ms < 1500, "recovery took {recovery_ms} ms");
+    // Load continues; PostgreSQL never sees more than the cap.
+    for _ in 0..20 {
+        let n = cluster.count_backends("crash-test#%").await;
+        assert!(n <= 3, "{n} server connections over a cap of 3");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut errors = 0;
+    for t in tasks {
+        errors += t.await.unwrap();
+    }
+    assert!(errors > 0, "the outage was visible to callers as errors");
+    let status = warden.upstream_status().unwrap();
+    assert_eq!(status.state, UpstreamState::Available);
+    warden.shutdown(Duration::from_secs(5)).await;
+    let gone = eventually(Duration::from_secs(5), || async {
+        cluster.count_backends("crash-test#%").await == 0
+    })
+    .await;
+    assert!(gone);
+}
+
+#[tokio::test]
+async fn orphans_of_a_dead_instance_are_terminated_and_others_spared() {
+    let cluster = PgCluster::builder().start().unwrap();
+    let admin = cluster.connect_superuser().await;
+    // A "previous instance" of the same application left idle backends behind, plus an idle
+    // backend of another application and an active one of the dead instance.
+    let mut planted = Vec::new();
+    for app in [
+        "orphan-app#deadbeef",
+        "orphan-app#deadbeef",
+        "someone-else",
+        "orphan-app",
+    ] {
+        let url = format!(
+            "{}?application_name={app}",
+            cluster.url("postgres", "postgres")
+        );
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        planted.push(c);
+    }
+    let busy = {
+        let url = format!(
+            "{}?application_name=orphan-app%23deadbeef",
+            cluster.url("postgres", "postgres")
+        );
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        tokio::spawn(async move { c.simple_query("SELECT pg_sleep(3)").await })
+    };
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let warden = warden(
+        &cluster,
+        "orphan-app",
+        &[
+            ("resilience.orphan_idle_threshold", "1s"),
+            ("pool.min_size", "1"),
+        ],
+    );
+    warden.init().await.unwrap();
+    let report = warden.last_orphan_report().expect("cleanup ran at init");
+    assert_eq!(report.found, 2, "{report:?}");
+    assert_eq!(report.terminated, 2);
+    let left: Vec<String> = admin
+        .query("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'orphan-app%' OR application_name = 'someone-else' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let own = warden.instance_tag().application_name();
+    assert!(left.contains(&"someone-else".to_string()), "{left:?}");
+    assert!(
+        left.contains(&"orphan-app".to_string()),
+        "untagged backend spared: {left:?}"
+    );
+    assert!(left.contains(&own), "own connection spared: {left:?}");
+    assert_eq!(
+        left.iter()
+            .filter(|a| a.as_str() == "orphan-app#deadbeef")
+            .count(),
+        1,
+        "only the active one stays: {left:?}"
+    );
+    // Running again finds nothing new.
+    assert_eq!(warden.cleanup_orphans().await.unwrap().found, 0);
+    let _ = busy.await;
+    drop(planted);
+    let _ = PoolError::Closed {
+        pool: String::new(),
+    };
+}
