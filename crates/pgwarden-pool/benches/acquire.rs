@@ -6,6 +6,8 @@
 //! - `contended`: 64 tasks share 4 connections; each task does 100 checkouts and yields while
 //!   holding one, so waiters queue. One iteration = 6,400 checkouts.
 //!
+//! Equivalent settings: 4 connections, a 5 s acquire timeout, no checkout test.
+//!
 //! Run with `make bench-pool` (or `cargo bench -p pgwarden-pool --bench acquire`).
 
 use std::sync::Arc;
@@ -89,6 +91,17 @@ fn pools(c: &mut Criterion) {
         drop(held);
         pool
     });
+    let lean = rt.block_on(async {
+        let config = pgwarden_pool::PoolConfig {
+            max_size: CONNECTIONS,
+            min_idle: CONNECTIONS,
+            leak_threshold: None,
+            ..Default::default()
+        };
+        let pool = pgwarden_pool::Pool::new(Trivial, config).expect("pool");
+        drop(futures_join(&pool).await);
+        pool
+    });
     let dead: deadpool::managed::Pool<DeadpoolTrivial> =
         deadpool::managed::Pool::builder(DeadpoolTrivial)
             .max_size(CONNECTIONS)
@@ -98,6 +111,7 @@ fn pools(c: &mut Criterion) {
     let bb = rt.block_on(async {
         bb8::Pool::builder()
             .max_size(CONNECTIONS as u32)
+            .connection_timeout(std::time::Duration::from_secs(5))
             .test_on_check_out(false)
             .build(Bb8Trivial)
             .await
@@ -108,6 +122,10 @@ fn pools(c: &mut Criterion) {
     group.bench_function("pgwarden", |b| {
         b.to_async(&rt)
             .iter(|| async { drop(ours.get().await.expect("get")) })
+    });
+    group.bench_function("pgwarden_without_leak_tracking", |b| {
+        b.to_async(&rt)
+            .iter(|| async { drop(lean.get().await.expect("get")) })
     });
     group.bench_function("deadpool", |b| {
         b.to_async(&rt)
@@ -122,11 +140,25 @@ fn pools(c: &mut Criterion) {
     let mut group = c.benchmark_group("contended_64_tasks_4_connections");
     group.sample_size(20);
     let ours = Arc::new(ours);
+    let lean = Arc::new(lean);
     let dead = Arc::new(dead);
     let bb = Arc::new(bb);
     group.bench_function("pgwarden", |b| {
         b.to_async(&rt).iter(|| {
             let pool = Arc::clone(&ours);
+            contended(move || {
+                let pool = Arc::clone(&pool);
+                async move {
+                    let c = pool.get().await.expect("get");
+                    tokio::task::yield_now().await;
+                    drop(c);
+                }
+            })
+        })
+    });
+    group.bench_function("pgwarden_without_leak_tracking", |b| {
+        b.to_async(&rt).iter(|| {
+            let pool = Arc::clone(&lean);
             contended(move || {
                 let pool = Arc::clone(&pool);
                 async move {

@@ -64,7 +64,7 @@ impl<C: Connector> Pooled<C> {
 
     /// Takes the connection out of the pool for good; its place is freed.
     pub fn detach(mut self) -> C::Connection {
-        self.finish_checkout();
+        self.finish_checkout(Instant::now(), true);
         let slot = self.slot.take().expect("present until drop or detach");
         {
             let mut st = self.shared.state.lock();
@@ -75,10 +75,12 @@ impl<C: Connector> Pooled<C> {
         slot.conn
     }
 
-    fn finish_checkout(&self) {
-        let held = self.acquired_at.elapsed();
+    /// Records the use time and unregisters the checkout (unless the caller's next locked
+    /// step does that anyway).
+    fn finish_checkout(&self, now: Instant, unregister: bool) {
+        let held = now.saturating_duration_since(self.acquired_at);
         self.shared.counters.use_time.record(held);
-        if self.shared.config.leak_threshold.is_some() {
+        if unregister && self.shared.config.leak_threshold.is_some() {
             if let Some(slot) = &self.slot {
                 self.shared.state.lock().checkouts.remove(&slot.meta.id);
             }
@@ -108,8 +110,12 @@ impl<C: Connector> Drop for Pooled<C> {
         if self.slot.is_none() {
             return;
         }
-        self.finish_checkout();
+        let now = Instant::now();
         let slot = self.slot.take().expect("checked above");
+        self.shared
+            .counters
+            .use_time
+            .record(now.saturating_duration_since(self.acquired_at));
         let shared = Arc::clone(&self.shared);
         let state = if self.broken || shared.connector.is_broken(&slot.conn) {
             ReleaseState::Broken
@@ -125,9 +131,11 @@ impl<C: Connector> Drop for Pooled<C> {
             ReleaseState::Broken => shared.discard(slot, "broken", false),
             ReleaseState::Clean if worn_out => shared.discard(slot, "max_uses", true),
             ReleaseState::Clean if expired => shared.discard(slot, "lifetime", true),
-            ReleaseState::Clean => shared.put_back(slot),
+            ReleaseState::Clean => shared.put_back_at(slot, now),
             ReleaseState::NeedsReset => match tokio::runtime::Handle::try_current() {
                 Ok(handle) => {
+                    // Not held by a caller any more, whatever the reset takes.
+                    shared.state.lock().checkouts.remove(&slot.meta.id);
                     handle.spawn(async move {
                         let mut slot = slot;
                         match shared.connector.reset(&mut slot.conn).await {

@@ -31,6 +31,8 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) returned: Notify,
     /// Connections closed after `close` started (returned late or opened late).
     pub(crate) closed_while_closing: std::sync::atomic::AtomicU64,
+    /// Wakes the waiter reaper when an earlier deadline arrives.
+    pub(crate) reaper: Notify,
     /// Graceful closes in flight; `close` waits for them.
     pub(crate) closing: tokio_util::task::TaskTracker,
 }
@@ -115,7 +117,12 @@ impl<C: Connector> Pool<C> {
             returned: Notify::new(),
             closed_while_closing: std::sync::atomic::AtomicU64::new(0),
             closing: tokio_util::task::TaskTracker::new(),
+            reaper: Notify::new(),
         });
+        tokio::spawn(crate::tasks::reap_waiters(
+            Arc::downgrade(&shared),
+            cancel.clone(),
+        ));
         tokio::spawn(crate::tasks::maintenance(
             Arc::downgrade(&shared),
             cancel.clone(),
@@ -160,7 +167,9 @@ impl<C: Connector> Pool<C> {
             st.in_use += 1;
             slot
         };
-        Some(self.shared.checkout(slot, location, Instant::now()))
+        let now = Instant::now();
+        self.shared.register_checkout(slot.meta.id, location, now);
+        Some(self.shared.checkout(slot, now, now))
     }
 
     /// Counts right now.
@@ -311,7 +320,7 @@ impl<C: Connector> Shared<C> {
             idle: st.idle.len(),
             in_use: st.in_use,
             connecting: st.connecting,
-            waiters: st.waiters.iter().filter(|w| !w.is_closed()).count(),
+            waiters: st.waiters.iter().filter(|w| !w.tx.is_closed()).count(),
             max_size: self.config.max_size,
             min_idle: self.config.min_idle,
         }
@@ -359,7 +368,17 @@ impl<C: Connector> Shared<C> {
                 match st.idle.pop_back() {
                     Some(slot) => {
                         st.in_use += 1;
-                        Ok(slot)
+                        if self.config.leak_threshold.is_some() {
+                            st.checkouts.insert(
+                                slot.meta.id,
+                                Checkout {
+                                    acquired_at: started,
+                                    location,
+                                    reported: false,
+                                },
+                            );
+                        }
+                        Ok((slot, started))
                     }
                     None => {
                         if st.open == 0 {
@@ -371,46 +390,52 @@ impl<C: Connector> Shared<C> {
                             }
                         }
                         let (tx, rx) = oneshot::channel();
-                        st.waiters.push_back(tx);
-                        Err(rx)
+                        st.waiters.push_back(crate::state::Waiter {
+                            tx,
+                            location,
+                            deadline,
+                        });
+                        // Wake the reaper only if this deadline comes before its current one
+                        // (with one timeout for all, never while others are waiting).
+                        if st.reaper_target.is_none_or(|t| deadline < t) {
+                            st.reaper_target = Some(deadline);
+                            self.reaper.notify_one();
+                        }
+                        // Only when the pool may grow is a connect worth considering.
+                        let may_grow = st.open + st.connecting < self.config.max_size;
+                        Err((rx, may_grow))
                     }
                 }
             };
-            let slot = match next {
-                Ok(slot) => slot,
-                Err(rx) => {
-                    self.spawn_connects();
+            let (slot, now) = match next {
+                Ok(found) => found,
+                Err((rx, may_grow)) => {
+                    if may_grow {
+                        self.spawn_connects();
+                    }
                     let mut ticket = WaitTicket {
                         rx: Some(rx),
                         shared: Arc::clone(&self),
                     };
                     let rx = ticket.rx.as_mut().expect("just set");
-                    let outcome = tokio::time::timeout_at(deadline, &mut *rx).await;
-                    match outcome {
-                        Ok(Ok(slot)) => {
-                            ticket.rx = None;
-                            slot
-                        }
-                        Ok(Err(_)) => {
-                            ticket.rx = None;
+                    // No timer per wait: the pool's reaper drops waiters past their deadline,
+                    // which ends this wait with an error (see `tasks::reap_waiters`).
+                    let outcome = (&mut *rx).await;
+                    ticket.rx = None;
+                    let slot = match outcome {
+                        Ok(slot) => slot,
+                        Err(_) if self.state.lock().closed => {
                             return Err(PoolError::Closed {
                                 pool: self.config.name.clone(),
                             });
                         }
-                        Err(_) => {
-                            // A connection may have been sent just as we gave up: keep it.
-                            rx.close();
-                            let late = rx.try_recv();
-                            ticket.rx = None;
-                            match late {
-                                Ok(slot) => slot,
-                                Err(_) => return Err(self.timed_out(started.elapsed())),
-                            }
-                        }
-                    }
+                        Err(_) => return Err(self.timed_out(started.elapsed())),
+                    };
+                    // Registered for leak detection by the handoff.
+                    (slot, Instant::now())
                 }
             };
-            if let Some(guard) = self.vet(slot, location, started).await {
+            if let Some(guard) = self.vet(slot, started, now).await {
                 return Ok(guard);
             }
             if Instant::now() >= deadline {
@@ -435,10 +460,9 @@ impl<C: Connector> Shared<C> {
     async fn vet(
         self: &Arc<Self>,
         mut slot: Slot<C::Connection>,
-        location: &'static Location<'static>,
         started: Instant,
+        now: Instant,
     ) -> Option<Pooled<C>> {
-        let now = Instant::now();
         if slot.meta.expires_at.is_some_and(|at| now >= at) {
             self.discard(slot, "lifetime", true);
             return None;
@@ -460,17 +484,29 @@ impl<C: Connector> Shared<C> {
                 }
             }
         }
-        Some(self.checkout(slot, location, started))
+        Some(self.checkout(slot, started, now))
+    }
+
+    fn register_checkout(&self, id: u64, location: &'static Location<'static>, now: Instant) {
+        if self.config.leak_threshold.is_some() {
+            self.state.lock().checkouts.insert(
+                id,
+                Checkout {
+                    acquired_at: now,
+                    location,
+                    reported: false,
+                },
+            );
+        }
     }
 
     /// Turns a slot already counted in `in_use` into a guard.
     pub(crate) fn checkout(
         self: &Arc<Self>,
         mut slot: Slot<C::Connection>,
-        location: &'static Location<'static>,
         started: Instant,
+        now: Instant,
     ) -> Pooled<C> {
-        let now = Instant::now();
         if slot.meta.uses > 0 {
             self.counters.reused.fetch_add(1, Relaxed);
         }
@@ -479,39 +515,36 @@ impl<C: Connector> Shared<C> {
         self.counters
             .wait
             .record(now.saturating_duration_since(started));
-        if self.config.leak_threshold.is_some() {
-            self.state.lock().checkouts.insert(
-                slot.meta.id,
-                Checkout {
-                    acquired_at: now,
-                    location,
-                    reported: false,
-                },
-            );
-        }
         Pooled::new(Arc::clone(self), slot, now)
     }
 
     /// Puts a healthy connection back: to the oldest waiter, else idle. Closes it instead if
     /// the pool is closed.
-    pub(crate) fn put_back(self: &Arc<Self>, mut slot: Slot<C::Connection>) {
-        let now = Instant::now();
+    pub(crate) fn put_back(self: &Arc<Self>, slot: Slot<C::Connection>) {
+        self.put_back_at(slot, Instant::now());
+    }
+
+    /// [`Shared::put_back`] with the current time already read.
+    pub(crate) fn put_back_at(self: &Arc<Self>, mut slot: Slot<C::Connection>, now: Instant) {
         slot.meta.idle_since = now;
         slot.meta.last_checked = now;
-        self.put_back_untouched(slot);
+        self.put_back_untouched(slot, now);
     }
 
     /// Like [`Shared::put_back`] without marking the connection as just used (after a
     /// keepalive ping, which must not keep an unused connection from being reaped).
-    pub(crate) fn put_back_untouched(self: &Arc<Self>, slot: Slot<C::Connection>) {
+    pub(crate) fn put_back_untouched(self: &Arc<Self>, slot: Slot<C::Connection>, now: Instant) {
         let closing = {
             let mut st = self.state.lock();
+            if self.config.leak_threshold.is_some() {
+                st.checkouts.remove(&slot.meta.id);
+            }
             if st.closed {
                 st.open -= 1;
                 st.in_use -= 1;
                 Some(slot)
             } else {
-                match st.hand_off(slot) {
+                match st.hand_off(slot, now, self.config.leak_threshold.is_some()) {
                     None => None,
                     Some(slot) => {
                         st.in_use -= 1;
@@ -537,6 +570,7 @@ impl<C: Connector> Shared<C> {
     ) {
         let closing = {
             let mut st = self.state.lock();
+            st.checkouts.remove(&slot.meta.id);
             st.open -= 1;
             st.in_use -= 1;
             st.closed

@@ -2,6 +2,7 @@
 //! happens under one mutex, never across an `.await`, and no I/O happens here.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 use std::time::SystemTime;
 
@@ -40,6 +41,37 @@ pub(crate) struct Checkout {
     pub(crate) reported: bool,
 }
 
+/// A caller waiting for a connection: where to send it, and where the caller is (so the
+/// checkout is registered for leak detection in the same critical section as the handoff).
+#[derive(Debug)]
+pub(crate) struct Waiter<T> {
+    pub(crate) tx: oneshot::Sender<Slot<T>>,
+    pub(crate) location: &'static Location<'static>,
+    /// When the caller gives up; the reaper drops the sender then.
+    pub(crate) deadline: Instant,
+}
+
+/// Connection ids are unique counters: hashing them is wasted work on the hot path.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Checked-out connections by id.
+pub(crate) type Checkouts = HashMap<u64, Checkout, BuildHasherDefault<IdHasher>>;
+
 /// See the module documentation.
 #[derive(Debug)]
 pub(crate) struct State<T> {
@@ -47,7 +79,9 @@ pub(crate) struct State<T> {
     /// front ages out under `idle_timeout`).
     pub(crate) idle: VecDeque<Slot<T>>,
     /// Callers waiting, oldest first.
-    pub(crate) waiters: VecDeque<oneshot::Sender<Slot<T>>>,
+    pub(crate) waiters: VecDeque<Waiter<T>>,
+    /// The deadline the reaper sleeps until; `None` while it has nothing to wait for.
+    pub(crate) reaper_target: Option<Instant>,
     /// Connections that exist: idle, checked out, or being pinged/reset.
     pub(crate) open: usize,
     /// Connect attempts in flight (or backing off before a retry).
@@ -64,7 +98,7 @@ pub(crate) struct State<T> {
     pub(crate) last_error: Option<(String, SystemTime)>,
     pub(crate) errors_by_kind: BTreeMap<&'static str, u64>,
     /// Checked-out connections by id.
-    pub(crate) checkouts: HashMap<u64, Checkout>,
+    pub(crate) checkouts: Checkouts,
     pub(crate) next_id: u64,
 }
 
@@ -73,6 +107,7 @@ impl<T> State<T> {
         State {
             idle: VecDeque::new(),
             waiters: VecDeque::new(),
+            reaper_target: None,
             open: 0,
             connecting: 0,
             in_use: 0,
@@ -81,14 +116,14 @@ impl<T> State<T> {
             failing: None,
             last_error: None,
             errors_by_kind: BTreeMap::new(),
-            checkouts: HashMap::new(),
+            checkouts: Checkouts::default(),
             next_id: 1,
         }
     }
 
     /// Drops waiters whose caller gave up.
     pub(crate) fn prune_waiters(&mut self) {
-        self.waiters.retain(|w| !w.is_closed());
+        self.waiters.retain(|w| !w.tx.is_closed());
     }
 
     /// How many connects to start now so that waiters and `min_idle` are served, within the
@@ -99,7 +134,7 @@ impl<T> State<T> {
         min_idle: usize,
         max_connecting: usize,
     ) -> usize {
-        if self.closed {
+        if self.closed || self.open + self.connecting >= max_size {
             return 0;
         }
         self.prune_waiters();
@@ -111,11 +146,30 @@ impl<T> State<T> {
         wanted.min(room).min(parallel)
     }
 
-    /// Hands `slot` to the oldest live waiter, or returns it when there is none.
-    pub(crate) fn hand_off(&mut self, mut slot: Slot<T>) -> Option<Slot<T>> {
+    /// Hands `slot` to the oldest live waiter (registering the checkout when `track` is set),
+    /// or returns it when there is none.
+    pub(crate) fn hand_off(
+        &mut self,
+        mut slot: Slot<T>,
+        now: Instant,
+        track: bool,
+    ) -> Option<Slot<T>> {
         while let Some(waiter) = self.waiters.pop_front() {
-            match waiter.send(slot) {
-                Ok(()) => return None,
+            let id = slot.meta.id;
+            match waiter.tx.send(slot) {
+                Ok(()) => {
+                    if track {
+                        self.checkouts.insert(
+                            id,
+                            Checkout {
+                                acquired_at: now,
+                                location: waiter.location,
+                                reported: false,
+                            },
+                        );
+                    }
+                    return None;
+                }
                 Err(back) => slot = back,
             }
         }

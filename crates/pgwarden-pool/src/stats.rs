@@ -24,36 +24,43 @@ pub struct PoolStatus {
     pub min_idle: usize,
 }
 
-/// Upper bounds of the histogram buckets (the last bucket is unbounded).
-const BOUNDS_MICROS: [u64; 18] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000,
-];
+/// Buckets: bucket `i` holds observations up to `2^i` microseconds (1 µs .. about 67 s); the
+/// last bucket is unbounded. Powers of two make recording a single `leading_zeros`.
+const BUCKETS: usize = 28;
+
+/// Upper bound of bucket `i` in microseconds (`None` for the last, unbounded one).
+fn bound_micros(i: usize) -> Option<u64> {
+    (i + 1 < BUCKETS).then(|| 1u64 << i)
+}
 
 /// Recorder side of a histogram.
 #[derive(Debug, Default)]
 pub(crate) struct AtomicHistogram {
-    buckets: [AtomicU64; BOUNDS_MICROS.len() + 1],
+    buckets: [AtomicU64; BUCKETS],
     sum_nanos: AtomicU64,
 }
 
 impl AtomicHistogram {
     pub(crate) fn record(&self, d: Duration) {
-        let micros = d.as_micros() as u64;
-        let i = BOUNDS_MICROS.partition_point(|b| *b < micros);
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
+        let nanos = d.as_nanos() as u64;
+        // Smallest i with micros <= 2^i, i.e. ceil(log2(micros)).
+        let micros = nanos.div_ceil(1000);
+        let i = if micros <= 1 {
+            0
+        } else {
+            (64 - (micros - 1).leading_zeros()) as usize
+        };
+        self.buckets[i.min(BUCKETS - 1)].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> Histogram {
-        let mut buckets = Vec::with_capacity(BOUNDS_MICROS.len() + 1);
+        let mut buckets = Vec::with_capacity(BUCKETS);
         let mut count = 0;
         for (i, b) in self.buckets.iter().enumerate() {
             let n = b.load(Relaxed);
             count += n;
-            let bound = BOUNDS_MICROS
-                .get(i)
-                .map_or(Duration::MAX, |m| Duration::from_micros(*m));
+            let bound = bound_micros(i).map_or(Duration::MAX, Duration::from_micros);
             buckets.push((bound, n));
         }
         Histogram {
@@ -161,9 +168,19 @@ mod tests {
         }
         let s = h.snapshot();
         assert_eq!(s.count, 5);
-        assert_eq!(s.quantile(0.5), Duration::from_millis(1));
-        assert_eq!(s.quantile(0.8), Duration::from_millis(50));
-        assert_eq!(s.quantile(1.0), Duration::from_millis(2500));
+        assert_eq!(s.quantile(0.5), Duration::from_micros(1024));
+        assert_eq!(s.quantile(0.8), Duration::from_micros(65_536));
+        assert_eq!(s.quantile(1.0), Duration::from_micros(2_097_152));
+        let exact = AtomicHistogram::default();
+        exact.record(Duration::from_micros(1024));
+        exact.record(Duration::from_nanos(1));
+        let snap = exact.snapshot();
+        assert_eq!(
+            snap.buckets[10],
+            (Duration::from_micros(1024), 1),
+            "inclusive bound"
+        );
+        assert_eq!(snap.buckets[0].1, 1);
         assert_eq!(s.mean(), Duration::from_nanos(408_600_000));
     }
 }

@@ -172,7 +172,7 @@ async fn run_once<C: Connector>(shared: &Arc<Shared<C>>) {
             Ok(()) => {
                 slot.meta.last_checked = Instant::now();
                 // A ping is not a use: `idle_since` stays, so idle reaping still applies.
-                shared.put_back_untouched(slot);
+                shared.put_back_untouched(slot, Instant::now());
             }
             Err(e) => {
                 let kind = shared.connector.error_kind(&e);
@@ -185,4 +185,33 @@ async fn run_once<C: Connector>(shared: &Arc<Shared<C>>) {
         }
     }
     shared.spawn_connects();
+}
+
+/// Ends waits that passed their deadline by dropping their senders (the waiting callers then
+/// report a timeout). One sleeping task per pool instead of one timer per wait.
+pub(crate) async fn reap_waiters<C: Connector>(pool: Weak<Shared<C>>, cancel: CancellationToken) {
+    loop {
+        let (target, notified) = {
+            let Some(shared) = pool.upgrade() else { return };
+            let now = Instant::now();
+            let mut st = shared.state.lock();
+            st.waiters.retain(|w| w.deadline > now && !w.tx.is_closed());
+            let target = st.waiters.iter().map(|w| w.deadline).min();
+            st.reaper_target = target;
+            drop(st);
+            // Register interest before sleeping so a notify in between is not lost.
+            let shared2 = Arc::clone(&shared);
+            (target, async move { shared2.reaper.notified().await })
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = notified => {}
+            _ = async {
+                match target {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+    }
 }

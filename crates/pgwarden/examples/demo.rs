@@ -2,11 +2,11 @@
 //!
 //! 1. Starts a throwaway PostgreSQL cluster (or uses `PGWARDEN_UPSTREAM_URL` if set).
 //! 2. Starts `pgwarden serve` in front of it with a cap of 3 server connections.
-//! 3. Drives 200 concurrent clients through it for about 20 s (`PGWARDEN_DEMO_SECONDS`),
+//! 3. Drives 200 concurrent clients through it for about 20 s (`DEMO_SECONDS`),
 //!    printing once a second: clients served, server connections PostgreSQL sees, and
 //!    transactions per second.
 //! 4. Leaves pgwarden running for your own clients until Ctrl+C (or exits at once with
-//!    `PGWARDEN_DEMO_EXIT=1`), then shuts it down gracefully.
+//!    `DEMO_EXIT=1`), then shuts it down gracefully.
 //!
 //! The `pgwarden` binary is expected next to this example's directory (`make demo` builds both).
 
@@ -103,7 +103,7 @@ fn stop_proxy(child: &mut Child) {
 }
 
 async fn run(upstream: &str, port: u16) -> anyhow::Result<()> {
-    let seconds: u64 = std::env::var("PGWARDEN_DEMO_SECONDS")
+    let seconds: u64 = std::env::var("DEMO_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
@@ -169,7 +169,7 @@ async fn run(upstream: &str, port: u16) -> anyhow::Result<()> {
     println!(
         "done: {CLIENTS} clients, {total} transactions, at most {peak} server connections seen by PostgreSQL (cap {CAP})"
     );
-    if std::env::var("PGWARDEN_DEMO_EXIT").is_ok_and(|v| v == "1") {
+    if std::env::var("DEMO_EXIT").is_ok_and(|v| v == "1") {
         return Ok(());
     }
     println!();
