@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo quickstart test deps lint fmt bench-pool
+.PHONY: demo quickstart test deps drivers lint fmt bench-pool
 
 deps:
 	@scripts/install-deps.sh
@@ -17,8 +17,12 @@ demo: deps
 quickstart: deps
 	$(CARGO) run --quiet --release -p pgwarden --example quickstart
 
+## drivers: Python asyncpg/psycopg and node-postgres for the compatibility tests (in the work tree)
+drivers:
+	@scripts/install-drivers.sh
+
 ## test: every test of the workspace against real, throwaway PostgreSQL and Redis servers
-test: deps
+test: deps drivers
 	@ulimit -n 65536 2>/dev/null || true; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast && $(CARGO) test --workspace --doc; \

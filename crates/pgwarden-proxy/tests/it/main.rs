@@ -8,6 +8,7 @@ mod common;
 mod auth;
 mod basic;
 mod cap;
+mod drivers;
 mod errors;
 mod pgbench;
 mod session;

@@ -1,0 +1,106 @@
+"""asyncpg and psycopg 3 against pgwarden serve (transaction pooling).
+
+Usage: check.py URL   (URL of the proxy; the database must be writable)
+Prints one line per check; exits non-zero at the first failure.
+"""
+import asyncio
+import sys
+import time
+
+import asyncpg
+import psycopg
+
+URL = sys.argv[1]
+
+
+def ok(what):
+    print(f"ok {what}", flush=True)
+
+
+async def check_asyncpg():
+    conn = await asyncpg.connect(
+        URL, server_settings={"application_name": "asyncpg-check", "search_path": "public"}
+    )
+    other = await asyncpg.connect(URL)
+    assert await conn.fetchval("SELECT 1 + 1") == 2
+    ok("asyncpg simple query")
+    # asyncpg prepares every statement under a name: in transaction mode each execution may
+    # run on another server connection.
+    for i in range(50):
+        a, b = await asyncio.gather(
+            conn.fetchval("SELECT $1::int * 2", i), other.fetchval("SELECT $1::text || 'x'", str(i))
+        )
+        assert a == i * 2 and b == f"{i}x", (a, b)
+    stmt = await conn.prepare("SELECT $1::int + $2::int")
+    assert await stmt.fetchval(2, 3) == 5
+    ok("asyncpg prepared statements across transactions")
+    assert await conn.fetchval("SHOW application_name") == "asyncpg-check"
+    assert await conn.fetchval("SHOW search_path") == "public"
+    ok("asyncpg server_settings visible through SHOW")
+    await conn.execute("DROP TABLE IF EXISTS apg; CREATE TABLE apg (id int primary key, v text)")
+    async with conn.transaction():
+        await conn.execute("INSERT INTO apg VALUES (1, 'a')")
+    try:
+        async with conn.transaction():
+            await conn.execute("INSERT INTO apg VALUES (2, 'b')")
+            await conn.execute("INSERT INTO apg VALUES (1, 'dup')")
+        raise AssertionError("duplicate key not reported")
+    except asyncpg.UniqueViolationError:
+        pass
+    assert await conn.fetchval("SELECT count(*) FROM apg") == 1
+    ok("asyncpg transactions and errors inside them")
+    await conn.copy_records_to_table("apg", records=[(i, f"r{i}") for i in range(10, 1010)])
+    assert await conn.fetchval("SELECT count(*) FROM apg") == 1001
+    ok("asyncpg COPY")
+    started = time.monotonic()
+    try:
+        await conn.fetchval("SELECT pg_sleep(20)", timeout=0.5)
+        raise AssertionError("not cancelled")
+    except asyncio.TimeoutError:
+        pass
+    assert time.monotonic() - started < 5
+    assert await conn.fetchval("SELECT 7") == 7
+    ok("asyncpg cancel of pg_sleep")
+    rows = await conn.fetch("SELECT repeat('x', 1000) FROM generate_series(1, 20000)")
+    assert len(rows) == 20000 and len(rows[0][0]) == 1000
+    ok("asyncpg large result")
+    await conn.close()
+    await other.close()
+
+
+def check_psycopg():
+    with psycopg.connect(URL, application_name="psycopg-check", autocommit=True) as conn:
+        assert conn.execute("SELECT 1 + 1").fetchone()[0] == 2
+        # Server-side prepared statements after prepare_threshold executions.
+        conn.prepare_threshold = 1
+        for i in range(30):
+            assert conn.execute("SELECT %s::int * 3", (i,)).fetchone()[0] == i * 3
+        ok("psycopg prepared statements across transactions")
+        assert conn.execute("SHOW application_name").fetchone()[0] == "psycopg-check"
+        conn.execute("DROP TABLE IF EXISTS pcp; CREATE TABLE pcp (id int, v text)")
+        with conn.transaction():
+            conn.execute("INSERT INTO pcp VALUES (1, 'a')")
+        try:
+            with conn.transaction():
+                conn.execute("INSERT INTO pcp VALUES (2, 'b')")
+                conn.execute("SELECT 1/0")
+            raise AssertionError("division by zero not reported")
+        except psycopg.errors.DivisionByZero:
+            pass
+        assert conn.execute("SELECT count(*) FROM pcp").fetchone()[0] == 1
+        ok("psycopg transactions and errors inside them")
+        with conn.cursor() as cur:
+            with cur.copy("COPY pcp FROM STDIN") as copy:
+                for i in range(1000):
+                    copy.write_row((i, f"r{i}"))
+            out = bytearray()
+            with cur.copy("COPY pcp TO STDOUT") as copy:
+                for chunk in copy:
+                    out += chunk
+        assert out.count(b"\n") == 1001
+        ok("psycopg COPY in and out")
+
+
+asyncio.run(check_asyncpg())
+check_psycopg()
+print("all python checks passed")
