@@ -1,8 +1,10 @@
 # pgwarden — the two commands of the README are `make demo` and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
+# Where cargo puts binaries (honours CARGO_TARGET_DIR).
+TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
-.PHONY: demo quickstart test deps drivers lint fmt bench-pool
+.PHONY: demo quickstart test deps deps-bench drivers lint fmt bench bench-quick bench-pool
 
 deps:
 	@scripts/install-deps.sh
@@ -11,7 +13,7 @@ deps:
 ## on a cap of 3 server connections for 20 s, then left running until Ctrl+C
 demo: deps
 	$(CARGO) build --quiet --release -p pgwarden --bin pgwarden --example demo
-	@ulimit -n 65536 2>/dev/null || true; "$$($(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/examples/demo"
+	@ulimit -n 65536 2>/dev/null || true; "$(TARGET_DIR)/release/examples/demo"
 
 ## quickstart: the embeddable library in a few lines (one process-wide pool, max 3 / min 1)
 quickstart: deps
@@ -41,3 +43,17 @@ fmt:
 ## bench-pool: acquire + release of pgwarden's pool beside deadpool and bb8
 bench-pool:
 	$(CARGO) bench -p pgwarden-pool --bench acquire
+
+deps-bench:
+	@scripts/install-deps.sh bench
+
+## bench: pgbench through PgBouncer, pgwarden and directly, alternating rounds (about 40 min);
+## appends a summary to docs/BENCHMARKS.md and raw rows to bench/results/
+bench: deps-bench
+	$(CARGO) build --quiet --release -p pgwarden --bin pgwarden -p pgwarden-bench
+	@ulimit -n 65536 2>/dev/null || true; "$(TARGET_DIR)/release/pgwarden-bench" --pgwarden "$(TARGET_DIR)/release/pgwarden"
+
+## bench-quick: the same, shortened to about two minutes
+bench-quick: deps-bench
+	$(CARGO) build --quiet --release -p pgwarden --bin pgwarden -p pgwarden-bench
+	@ulimit -n 65536 2>/dev/null || true; "$(TARGET_DIR)/release/pgwarden-bench" --quick --pgwarden "$(TARGET_DIR)/release/pgwarden"

@@ -1,33 +1,39 @@
 //! [`RedisServer`]: a throwaway redis-server on a free loopback port, keeping nothing on disk.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::proc::port_open;
+use crate::proc::{port_open, redis_ping};
 use crate::{free_port, Error};
 
-/// A running redis-server; killed when dropped.
+/// How long a start may take.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running (or killed) redis-server on 127.0.0.1 (`--save "" --appendonly no`); killed
+/// when dropped.
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
     dir: tempfile::TempDir,
 }
 
 impl RedisServer {
-    /// Starts redis-server on a free port and waits until it answers PING.
+    /// Starts redis-server on a free port and waits until it answers `PING`.
     pub fn start() -> Result<RedisServer, Error> {
         let dir = crate::proc::temp_dir("redis")?;
         let mut server = RedisServer {
             port: free_port(),
-            child: None,
+            child: Mutex::new(None),
             dir,
         };
         server.start_again()?;
         Ok(server)
     }
 
-    /// The TCP port.
+    /// The TCP port (stays the same across [`start_again`](Self::start_again)).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -37,65 +43,98 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether the server process runs.
-    pub fn is_running(&mut self) -> bool {
-        self.child
+    pub fn is_running(&self) -> bool {
+        self.child()
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Kills the server with SIGKILL and waits for it to exit.
+    /// Kills the server with SIGKILL and waits until it is gone and the port is closed.
     pub fn kill9(&mut self) -> Result<(), Error> {
-        if let Some(mut child) = self.child.take() {
+        let taken = self.child().take();
+        if let Some(mut child) = taken {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while port_open(self.port) {
+            if Instant::now() > deadline {
+                return Err(Error::Command {
+                    what: format!("killing redis-server on port {}", self.port),
+                    detail: "the port is still open after 10s".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
     }
 
-    /// Starts it again on the same port.
+    /// Starts it again on the same port; waits until it answers `PING`. Does nothing when it
+    /// runs.
     pub fn start_again(&mut self) -> Result<(), Error> {
         if self.is_running() {
             return Ok(());
         }
-        let bin = if std::path::Path::new("/usr/bin/redis-server").exists() {
-            "/usr/bin/redis-server".to_string()
-        } else {
-            "redis-server".to_string()
-        };
+        let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("redis-server"));
+        let log_path = self.dir.path().join("redis.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io("open redis log", e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| Error::io("open redis log", e))?;
         let child = Command::new(&bin)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ])
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
             .spawn()
-            .map_err(|e| Error::Missing {
-                what: format!("redis-server ({e})"),
-                hint: "run `make deps` or `apt-get install redis-server`".into(),
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Error::Missing {
+                        what: bin.display().to_string(),
+                        hint: "install it with `make deps` or `apt-get install redis-server`"
+                            .into(),
+                    }
+                } else {
+                    Error::io(&format!("spawn {}", bin.display()), e)
+                }
             })?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !port_open(self.port) {
-            if Instant::now() > deadline || !self.is_running() {
+        *self.child() = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !redis_ping(self.port) {
+            let exited = !self.is_running();
+            if exited || Instant::now() > deadline {
+                let _ = self.kill9();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(Error::Command {
-                    what: "redis-server".into(),
-                    detail: "did not start listening".into(),
+                    what: format!("{} (port {})", bin.display(), self.port),
+                    detail: format!(
+                        "{}; log:\n{}",
+                        if exited {
+                            "exited during start-up"
+                        } else {
+                            "not answering PING"
+                        },
+                        log.trim()
+                    ),
                 });
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
     }

@@ -95,6 +95,25 @@ impl PgConnector {
         self
     }
 
+    /// Unless the upstream was seen alive within the success cache (5 s), a plain TCP connect
+    /// first: a dead server is reported in milliseconds with a classified reason instead of
+    /// after a login timeout.
+    async fn probe_first(&self) -> Result<(), pgwarden_resilience::Failure> {
+        use pgwarden_resilience::Probe;
+        match &self.upstream {
+            Some(upstream) if !upstream.cached_available() => {
+                pgwarden_resilience::TcpProbe {
+                    host: self.addr_host.clone(),
+                    port: self.port,
+                    probe_timeout: self.connect_timeout,
+                }
+                .probe()
+                .await
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The server's host name or address.
     pub fn host(&self) -> &str {
         &self.addr_host
@@ -194,7 +213,19 @@ impl Connector for PgConnector {
                 return Err(ConnectError::Unavailable(unavailable.to_string()));
             }
         }
-        let result = self.connect_unpooled().await;
+        let result = match self.probe_first().await {
+            Err(failure) => Err(ConnectError::Io(std::io::Error::new(
+                match failure.kind {
+                    pgwarden_resilience::FailureKind::Refused => {
+                        std::io::ErrorKind::ConnectionRefused
+                    }
+                    pgwarden_resilience::FailureKind::Timeout => std::io::ErrorKind::TimedOut,
+                    _ => std::io::ErrorKind::Other,
+                },
+                failure.message,
+            ))),
+            Ok(()) => self.connect_unpooled().await,
+        };
         if let Some(upstream) = &self.upstream {
             match &result {
                 Ok(_) => upstream.report_client_success(),

@@ -1,0 +1,171 @@
+//! `make bench` / `make bench-quick`: pgbench against PostgreSQL directly, through PgBouncer and
+//! through pgwarden, in alternating rounds on one throwaway cluster, with each pooler's CPU
+//! seconds and memory. Writes raw rows to `bench/results/<time>.csv` and a markdown summary
+//! appended to `docs/BENCHMARKS.md`.
+//!
+//! Usage: `pgwarden-bench [--quick] [--pgwarden PATH]` (run from the repository root).
+
+mod pooler;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::pooler::{Pooler, Target};
+use crate::run::{Round, Workload};
+
+/// What to run.
+pub(crate) struct Plan {
+    pub(crate) workloads: Vec<Workload>,
+    pub(crate) clients: Vec<u32>,
+    pub(crate) rounds: u32,
+    pub(crate) seconds: u32,
+    pub(crate) idle_clients: u32,
+    /// Server connections each pooler may use.
+    pub(crate) cap: u32,
+    pub(crate) quick: bool,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            workloads: vec![
+                Workload::select_only("simple"),
+                Workload::select_only("extended"),
+                Workload::select_only("prepared"),
+                Workload::tpcb("simple"),
+            ],
+            clients: vec![10, 50, 200, 1000],
+            rounds: 3,
+            seconds: 15,
+            idle_clients: 10_000,
+            cap: 10,
+            quick: false,
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            workloads: vec![
+                Workload::select_only("simple"),
+                Workload::select_only("prepared"),
+            ],
+            clients: vec![10, 200],
+            rounds: 1,
+            seconds: 5,
+            idle_clients: 1_000,
+            cap: 10,
+            quick: true,
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let plan = if args.iter().any(|a| a == "--quick") {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    let pgwarden_bin = args
+        .windows(2)
+        .find(|w| w[0] == "--pgwarden")
+        .map(|w| PathBuf::from(&w[1]))
+        .unwrap_or_else(|| PathBuf::from("target/release/pgwarden"));
+    anyhow::ensure!(
+        pgwarden_bin.exists(),
+        "{} not found: build it with `cargo build --release -p pgwarden`",
+        pgwarden_bin.display()
+    );
+
+    println!("starting a throwaway PostgreSQL cluster ...");
+    let cluster = pgwarden_testkit::PgCluster::builder()
+        .max_connections(1100)
+        .setting("shared_buffers", "'128MB'")
+        .start()
+        .context("start PostgreSQL")?;
+    cluster.create_database("bench", "postgres")?;
+    let pgbench = run::pgbench_path(cluster.bin_dir());
+    let scale = if plan.quick { 1 } else { 10 };
+    run::init(&pgbench, cluster.port(), scale)?;
+
+    let pgbouncer = Pooler::start_pgbouncer(cluster.port(), plan.cap)
+        .context("start PgBouncer (install it with `make deps-bench`)")?;
+    let pgwarden = Pooler::start_pgwarden(&pgwarden_bin, cluster.port(), plan.cap)?;
+    let targets = [
+        Target::Direct {
+            port: cluster.port(),
+        },
+        Target::Pooler(&pgbouncer),
+        Target::Pooler(&pgwarden),
+    ];
+    let idle_rss: Vec<(String, u64)> = [&pgbouncer, &pgwarden]
+        .iter()
+        .map(|p| (p.name.to_string(), p.rss_kb()))
+        .collect();
+
+    let mut rounds: Vec<Round> = Vec::new();
+    let total = plan.workloads.len() * plan.clients.len() * plan.rounds as usize * targets.len();
+    let mut n = 0;
+    for workload in &plan.workloads {
+        for &clients in &plan.clients {
+            for round in 0..plan.rounds {
+                // A B C, A B C ...: drift on a noisy machine hits all targets alike.
+                for target in &targets {
+                    n += 1;
+                    let r = run::round(&pgbench, target, workload, clients, round, plan.seconds)?;
+                    println!(
+                        "[{n}/{total}] {:<9} {:<22} c={:<4} round {} {}",
+                        target.name(),
+                        workload.name,
+                        clients,
+                        round + 1,
+                        r.summary()
+                    );
+                    rounds.push(r);
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    println!(
+        "opening {} idle client connections to each pooler ...",
+        plan.idle_clients
+    );
+    let mut memory = Vec::new();
+    for pooler in [&pgbouncer, &pgwarden] {
+        let loaded = rounds
+            .iter()
+            .filter(|r| r.target == pooler.name)
+            .map(|r| r.rss_kb)
+            .max()
+            .unwrap_or(0);
+        let with_idle = run::idle_clients(pooler, plan.idle_clients)
+            .with_context(|| format!("idle clients on {}", pooler.name))?;
+        let idle = idle_rss
+            .iter()
+            .find(|(n, _)| n == pooler.name)
+            .map(|(_, kb)| *kb)
+            .unwrap_or(0);
+        memory.push(report::Memory {
+            pooler: pooler.name.to_string(),
+            idle_kb: idle,
+            loaded_kb: loaded,
+            with_clients_kb: with_idle,
+            clients: plan.idle_clients,
+        });
+    }
+
+    let context = report::Context::gather(&cluster, &pgwarden_bin, &plan);
+    let csv = report::write_csv(&rounds)?;
+    let markdown = report::markdown(&context, &plan, &rounds, &memory, &csv);
+    report::append_to_docs(&markdown)?;
+    println!("\n{markdown}");
+    drop(pgwarden);
+    drop(pgbouncer);
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! The poolers under test as child processes: PgBouncer (Debian's 1.18) and `pgwarden serve`,
+//! both in transaction mode with trust auth and the same server connection cap, plus their
+//! CPU time and memory read from `/proc`.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// One pooler process.
+pub(crate) struct Pooler {
+    pub(crate) name: &'static str,
+    pub(crate) port: u16,
+    child: Child,
+    _dir: tempfile_dir::Dir,
+}
+
+/// Where pgbench connects.
+pub(crate) enum Target<'a> {
+    /// PostgreSQL itself.
+    Direct { port: u16 },
+    /// Through a pooler.
+    Pooler(&'a Pooler),
+}
+
+impl Target<'_> {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Target::Direct { .. } => "direct",
+            Target::Pooler(p) => p.name,
+        }
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        match self {
+            Target::Direct { port } => *port,
+            Target::Pooler(p) => p.port,
+        }
+    }
+
+    pub(crate) fn pooler(&self) -> Option<&Pooler> {
+        match self {
+            Target::Direct { .. } => None,
+            Target::Pooler(p) => Some(p),
+        }
+    }
+}
+
+/// A temporary directory the `postgres` user can use (PgBouncer refuses to run as root).
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub(crate) struct Dir(PathBuf);
+
+    impl Dir {
+        pub(crate) fn new(kind: &str) -> std::io::Result<Dir> {
+            let path = std::env::temp_dir().join(format!(
+                "pgwarden-bench-{kind}-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            ));
+            std::fs::create_dir_all(&path)?;
+            Ok(Dir(path))
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// uid/gid of the `postgres` system user when running as root.
+fn postgres_user() -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(2)?;
+    if euid != "0" {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.first() == Some(&"postgres") && f.len() > 3 {
+            Some((f[2].parse().ok()?, f[3].parse().ok()?))
+        } else {
+            None
+        }
+    })
+}
+
+fn pgbouncer_binary() -> anyhow::Result<String> {
+    for candidate in ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"] {
+        if Path::new(candidate).exists() {
+            return Ok(candidate.to_string());
+        }
+    }
+    anyhow::bail!("pgbouncer not found: run `make deps-bench` or `apt-get install pgbouncer`")
+}
+
+fn wait_listening(port: u16, child: &mut Child, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            anyhow::bail!("{name} exited during start-up: {status}");
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{name} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+impl Pooler {
+    pub(crate) fn start_pgbouncer(pg_port: u16, cap: u32) -> anyhow::Result<Pooler> {
+        let bin = pgbouncer_binary()?;
+        let dir = tempfile_dir::Dir::new("pgbouncer")?;
+        let port = pgwarden_testkit::free_port();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("userlist.txt"), "\"postgres\" \"\"\n")?;
+        std::fs::write(
+            dir.path().join("pgbouncer.ini"),
+            format!(
+                "[databases]\nbench = host=127.0.0.1 port={pg_port} dbname=bench user=postgres\n\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {d}/userlist.txt\npool_mode = transaction\n\
+                 default_pool_size = {cap}\nmax_db_connections = {cap}\nmax_client_conn = 12000\n\
+                 logfile = {d}/pgbouncer.log\npidfile = {d}/pgbouncer.pid\n\
+                 log_connections = 0\nlog_disconnections = 0\n"
+            ),
+        )?;
+        let mut cmd = Command::new(bin);
+        cmd.arg(dir.path().join("pgbouncer.ini"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = postgres_user() {
+            for entry in [dir.path().to_path_buf()]
+                .into_iter()
+                .chain(std::fs::read_dir(dir.path())?.flatten().map(|e| e.path()))
+            {
+                std::os::unix::fs::chown(&entry, Some(uid), Some(gid))?;
+            }
+            cmd.uid(uid).gid(gid);
+        }
+        let mut child = cmd.spawn().context("spawn pgbouncer")?;
+        wait_listening(port, &mut child, "pgbouncer")?;
+        Ok(Pooler {
+            name: "pgbouncer",
+            port,
+            child,
+            _dir: dir,
+        })
+    }
+
+    pub(crate) fn start_pgwarden(bin: &Path, pg_port: u16, cap: u32) -> anyhow::Result<Pooler> {
+        let dir = tempfile_dir::Dir::new("pgwarden")?;
+        let port = pgwarden_testkit::free_port();
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .env(
+                "PGWARDEN_UPSTREAM_URL",
+                format!("postgres://postgres@127.0.0.1:{pg_port}/bench"),
+            )
+            .env("PGWARDEN_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PGWARDEN_POOL_MAX_SIZE", cap.to_string())
+            .env("PGWARDEN_POOL_MIN_SIZE", "0")
+            .env("PGWARDEN_AUTH_TYPE", "trust")
+            .env("PGWARDEN_PROXY_MAX_CLIENT_CONN", "12000")
+            .env("PGWARDEN_ENV", "production")
+            .env("PGWARDEN_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("spawn {}", bin.display()))?;
+        wait_listening(port, &mut child, "pgwarden")?;
+        Ok(Pooler {
+            name: "pgwarden",
+            port,
+            child,
+            _dir: dir,
+        })
+    }
+
+    /// User plus system CPU time of the process so far, in seconds.
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // After the command: state is field 3, utime 14 and stime 15 (1-based over the line).
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// Resident memory in KiB.
+    pub(crate) fn rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Pooler {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,247 @@
+//! Results: raw CSV rows, and a markdown summary (medians over rounds, ratios, CPU per
+//! transaction, memory per idle client) appended to `docs/BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::run::Round;
+use crate::Plan;
+
+/// Memory figures of one pooler.
+pub(crate) struct Memory {
+    pub(crate) pooler: String,
+    pub(crate) idle_kb: u64,
+    pub(crate) loaded_kb: u64,
+    pub(crate) with_clients_kb: u64,
+    pub(crate) clients: u32,
+}
+
+/// Machine and versions, for the record.
+pub(crate) struct Context {
+    lines: Vec<String>,
+}
+
+fn first_line(cmd: &mut Command) -> String {
+    cmd.output()
+        .ok()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+impl Context {
+    pub(crate) fn gather(
+        cluster: &pgwarden_testkit::PgCluster,
+        pgwarden: &Path,
+        plan: &Plan,
+    ) -> Context {
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let mem = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .next()
+                    .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+            })
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(String::new(), |kb| format!("{} GiB", kb / 1024 / 1024));
+        let lines = vec![
+            format!("machine: {cpus} CPUs, {mem}, {}", first_line(Command::new("uname").args(["-sr"]))),
+            format!("PostgreSQL: {}", cluster.psql("SHOW server_version").unwrap_or_default()),
+            format!("PgBouncer: {}", first_line(Command::new("/usr/sbin/pgbouncer").arg("--version"))),
+            format!("pgwarden: {} (git {})", first_line(Command::new(pgwarden).arg("--version")), first_line(Command::new("git").args(["rev-parse", "--short", "HEAD"]))),
+            format!(
+                "settings: transaction pooling, {} server connections per pooler, trust auth, pgbench -j 2, {} s per round, {} round(s) per target, targets alternating",
+                plan.cap, plan.seconds, plan.rounds
+            ),
+            "command: make bench (cargo run --release -p pgwarden-bench)".to_string(),
+        ];
+        Context { lines }
+    }
+}
+
+/// Writes every round to `bench/results/<unix time>.csv`; returns the path.
+pub(crate) fn write_csv(rounds: &[Round]) -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from("bench/results");
+    std::fs::create_dir_all(&dir)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let path = dir.join(format!("{stamp}.csv"));
+    let mut out = String::from(
+        "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,pooler_cpu_seconds,pooler_rss_kb,error\n",
+    );
+    for r in rounds {
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{:.3},{},{}",
+            r.target,
+            r.workload,
+            r.clients,
+            r.round,
+            opt(r.tps),
+            opt(r.latency_avg_ms),
+            opt(r.latency_p99_ms),
+            r.transactions,
+            r.cpu_seconds,
+            r.rss_kb,
+            r.error.as_deref().unwrap_or("").replace(',', ";")
+        );
+    }
+    std::fs::write(&path, out)?;
+    Ok(path)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
+}
+
+struct Cell {
+    tps: Option<f64>,
+    p99: Option<f64>,
+    cpu: Option<f64>,
+    error: Option<String>,
+}
+
+fn cell(rounds: &[Round], target: &str, workload: &str, clients: u32) -> Cell {
+    let mine: Vec<&Round> = rounds
+        .iter()
+        .filter(|r| r.target == target && r.workload == workload && r.clients == clients)
+        .collect();
+    Cell {
+        tps: median(mine.iter().filter_map(|r| r.tps).collect()),
+        p99: median(
+            mine.iter()
+                .filter(|r| r.error.is_none())
+                .filter_map(|r| r.latency_p99_ms)
+                .collect(),
+        ),
+        cpu: median(
+            mine.iter()
+                .filter(|r| r.error.is_none())
+                .filter_map(|r| r.cpu_ms_per_1k())
+                .collect(),
+        ),
+        error: mine.iter().find_map(|r| r.error.clone()),
+    }
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".to_string(), |v| format!("{v:.digits$}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "–".into(),
+    }
+}
+
+/// The summary section.
+pub(crate) fn markdown(
+    ctx: &Context,
+    plan: &Plan,
+    rounds: &[Round],
+    memory: &[Memory],
+    csv: &Path,
+) -> String {
+    let mut md = String::new();
+    let kind = if plan.quick { "quick run" } else { "full run" };
+    let _ = writeln!(
+        md,
+        "\n## pgbench: pgwarden vs PgBouncer vs direct ({kind})\n"
+    );
+    for line in &ctx.lines {
+        let _ = writeln!(md, "- {line}");
+    }
+    let _ = writeln!(md, "- raw rows: `{}`\n", csv.display());
+    let _ = writeln!(
+        md,
+        "Medians over rounds. TPS, p99 latency in ms, pooler CPU in ms per 1,000 transactions.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | clients | direct TPS | PgBouncer TPS | pgwarden TPS | pgwarden/direct | PgBouncer/direct | pgwarden/PgBouncer | p99 direct | p99 PgBouncer | p99 pgwarden | CPU PgBouncer | CPU pgwarden |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut failures = Vec::new();
+    for w in &plan.workloads {
+        for &c in &plan.clients {
+            let d = cell(rounds, "direct", &w.name, c);
+            let b = cell(rounds, "pgbouncer", &w.name, c);
+            let p = cell(rounds, "pgwarden", &w.name, c);
+            for (name, x) in [("direct", &d), ("PgBouncer", &b), ("pgwarden", &p)] {
+                if let (None, Some(e)) = (x.tps, &x.error) {
+                    failures.push(format!("{name}, {}, {c} clients: `{e}`", w.name));
+                }
+            }
+            let _ = writeln!(
+                md,
+                "| {} | {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                w.name,
+                fmt_opt(d.tps, 0),
+                fmt_opt(b.tps, 0),
+                fmt_opt(p.tps, 0),
+                ratio(p.tps, d.tps),
+                ratio(b.tps, d.tps),
+                ratio(p.tps, b.tps),
+                fmt_opt(d.p99, 2),
+                fmt_opt(b.p99, 2),
+                fmt_opt(p.p99, 2),
+                fmt_opt(b.cpu, 1),
+                fmt_opt(p.cpu, 1),
+            );
+        }
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(md, "\nFailed runs (no TPS recorded):\n");
+        for f in failures {
+            let _ = writeln!(md, "- {f}");
+        }
+    }
+    let _ = writeln!(md, "\nMemory (RSS):\n");
+    let _ = writeln!(
+        md,
+        "| pooler | idle | under load (max) | with {} idle clients | per idle client |",
+        memory.first().map_or(0, |m| m.clients)
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for m in memory {
+        let per =
+            (m.with_clients_kb.saturating_sub(m.idle_kb)) as f64 / f64::from(m.clients.max(1));
+        let _ = writeln!(
+            md,
+            "| {} | {} KiB | {} KiB | {} KiB | {:.2} KiB |",
+            m.pooler, m.idle_kb, m.loaded_kb, m.with_clients_kb, per
+        );
+    }
+    md
+}
+
+/// Appends the summary to `docs/BENCHMARKS.md`.
+pub(crate) fn append_to_docs(markdown: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open("docs/BENCHMARKS.md")?;
+    f.write_all(markdown.as_bytes())?;
+    Ok(())
+}

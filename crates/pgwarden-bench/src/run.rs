@@ -1,0 +1,230 @@
+//! Running pgbench: initialisation, one timed round with per-transaction latency logs (for
+//! p99), and the idle-connection memory probe.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+use futures_util::stream::{self, StreamExt};
+
+use crate::pooler::Target;
+
+/// A pgbench workload.
+#[derive(Debug, Clone)]
+pub(crate) struct Workload {
+    pub(crate) name: String,
+    /// `-S` (select-only) or none (TPC-B-like).
+    select_only: bool,
+    /// `-M` query mode.
+    pub(crate) mode: &'static str,
+}
+
+impl Workload {
+    pub(crate) fn select_only(mode: &'static str) -> Workload {
+        Workload {
+            name: format!("select-only -M {mode}"),
+            select_only: true,
+            mode,
+        }
+    }
+
+    pub(crate) fn tpcb(mode: &'static str) -> Workload {
+        Workload {
+            name: format!("tpcb-like -M {mode}"),
+            select_only: false,
+            mode,
+        }
+    }
+}
+
+/// One measured round.
+#[derive(Debug, Clone)]
+pub(crate) struct Round {
+    pub(crate) target: &'static str,
+    pub(crate) workload: String,
+    pub(crate) clients: u32,
+    pub(crate) round: u32,
+    /// `None` when pgbench failed (the error is kept).
+    pub(crate) tps: Option<f64>,
+    pub(crate) latency_avg_ms: Option<f64>,
+    pub(crate) latency_p99_ms: Option<f64>,
+    pub(crate) transactions: u64,
+    /// CPU seconds the pooler used during the round (0 for direct).
+    pub(crate) cpu_seconds: f64,
+    pub(crate) rss_kb: u64,
+    pub(crate) error: Option<String>,
+}
+
+impl Round {
+    pub(crate) fn summary(&self) -> String {
+        match (&self.error, self.tps) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, Some(tps)) => format!(
+                "{tps:>9.0} tps  avg {:>6.2} ms  p99 {:>7.2} ms  cpu {:>5.1} ms/1k tx",
+                self.latency_avg_ms.unwrap_or(0.0),
+                self.latency_p99_ms.unwrap_or(0.0),
+                self.cpu_ms_per_1k().unwrap_or(0.0)
+            ),
+            _ => "no result".into(),
+        }
+    }
+
+    /// Pooler CPU milliseconds per 1,000 transactions.
+    pub(crate) fn cpu_ms_per_1k(&self) -> Option<f64> {
+        (self.transactions > 0 && self.target != "direct")
+            .then(|| self.cpu_seconds * 1000.0 / (self.transactions as f64 / 1000.0))
+    }
+}
+
+/// The pgbench next to the server binaries, else the one on PATH.
+pub(crate) fn pgbench_path(bin_dir: &Path) -> PathBuf {
+    let local = bin_dir.join("pgbench");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("pgbench")
+    }
+}
+
+/// `pgbench -i` on the `bench` database.
+pub(crate) fn init(pgbench: &Path, port: u16, scale: u32) -> anyhow::Result<()> {
+    println!("pgbench -i -s {scale} ...");
+    let out = Command::new(pgbench)
+        .args([
+            "-i",
+            "-q",
+            "-s",
+            &scale.to_string(),
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &port.to_string(), "bench"])
+        .output()
+        .context("run pgbench -i")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "pgbench -i failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn parse_after(text: &str, key: &str) -> Option<f64> {
+    let at = text.find(key)? + key.len();
+    text[at..]
+        .split_whitespace()
+        .next()?
+        .trim_end_matches(',')
+        .parse()
+        .ok()
+}
+
+/// One timed pgbench run against `target`.
+pub(crate) fn round(
+    pgbench: &Path,
+    target: &Target<'_>,
+    workload: &Workload,
+    clients: u32,
+    round: u32,
+    seconds: u32,
+) -> anyhow::Result<Round> {
+    let logs = std::env::temp_dir().join(format!("pgwarden-bench-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs)?;
+    let cpu_before = target.pooler().map_or(0.0, |p| p.cpu_seconds());
+    let mut cmd = Command::new(pgbench);
+    cmd.args(["-n", "-h", "127.0.0.1", "-U", "postgres"])
+        .args(["-p", &target.port().to_string()])
+        .args(["-c", &clients.to_string(), "-j", "2"])
+        .args(["-T", &seconds.to_string(), "-M", workload.mode])
+        .arg("-l")
+        .arg(format!("--log-prefix={}/tx", logs.display()));
+    if workload.select_only {
+        cmd.arg("-S");
+    }
+    cmd.arg("bench");
+    let out = cmd.output().context("run pgbench")?;
+    let cpu_seconds = target.pooler().map_or(0.0, |p| p.cpu_seconds()) - cpu_before;
+    let rss_kb = target.pooler().map_or(0, |p| p.rss_kb());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let transactions =
+        parse_after(&stdout, "number of transactions actually processed:").unwrap_or(0.0) as u64;
+    let failed = parse_after(&stdout, "number of failed transactions:").unwrap_or(0.0);
+    let error = if !out.status.success() || transactions == 0 || failed > 0.0 {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("error") || l.contains("ERROR") || l.contains("FATAL"))
+            .unwrap_or(stderr.lines().last().unwrap_or("pgbench failed"));
+        Some(line.trim().chars().take(160).collect())
+    } else {
+        None
+    };
+    let p99 = p99_from_logs(&logs);
+    let _ = std::fs::remove_dir_all(&logs);
+    Ok(Round {
+        target: target.name(),
+        workload: workload.name.clone(),
+        clients,
+        round,
+        tps: error
+            .is_none()
+            .then(|| parse_after(&stdout, "tps = "))
+            .flatten(),
+        latency_avg_ms: parse_after(&stdout, "latency average = "),
+        latency_p99_ms: p99,
+        transactions,
+        cpu_seconds,
+        rss_kb,
+        error,
+    })
+}
+
+/// The 99th percentile of per-transaction latencies in pgbench's `-l` logs (third column, µs).
+fn p99_from_logs(dir: &Path) -> Option<f64> {
+    let mut latencies: Vec<u64> = Vec::new();
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        latencies.extend(
+            text.lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok()),
+        );
+    }
+    if latencies.is_empty() {
+        return None;
+    }
+    latencies.sort_unstable();
+    let i = ((latencies.len() as f64) * 0.99).ceil() as usize;
+    Some(latencies[i.saturating_sub(1).min(latencies.len() - 1)] as f64 / 1000.0)
+}
+
+/// Opens `n` logged-in idle client connections to the pooler, returns its RSS (KiB) while they
+/// are open, then closes them.
+pub(crate) fn idle_clients(pooler: &crate::pooler::Pooler, n: u32) -> anyhow::Result<u64> {
+    let port = pooler.port;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let url = format!("postgres://postgres@127.0.0.1:{port}/bench");
+        let clients: Vec<_> = stream::iter(0..n)
+            .map(|_| {
+                let url = url.clone();
+                async move {
+                    let (client, conn) =
+                        tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                    let task = tokio::spawn(conn);
+                    Ok::<_, tokio_postgres::Error>((client, task))
+                }
+            })
+            .buffer_unordered(100)
+            .collect()
+            .await;
+        let ok: Vec<_> = clients.into_iter().collect::<Result<_, _>>()?;
+        anyhow::ensure!(ok.len() == n as usize, "opened {} of {n}", ok.len());
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let rss = pooler.rss_kb();
+        drop(ok);
+        Ok(rss)
+    })
+}
