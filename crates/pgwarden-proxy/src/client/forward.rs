@@ -97,36 +97,47 @@ impl Session {
     /// Handles every whole message in the client's buffer.
     pub(super) async fn handle_client_messages(&mut self) -> Result<(), SessionEnd> {
         let max = self.shared.config.max_message_len;
-        loop {
-            let header = match Header::parse_with_max(&self.buf_client, max) {
+        // Work on the buffer taken out of `self`, so messages are routed by reference (no
+        // per-message allocation or reference count); consumed bytes are dropped at the end.
+        let mut buf = std::mem::take(&mut self.buf_client);
+        let mut at = 0;
+        let result = loop {
+            let header = match Header::parse_with_max(&buf[at..], max) {
                 Ok(Some(h)) => h,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(fatal("08P01", format!("invalid message from client: {e}"))),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(fatal("08P01", format!("invalid message from client: {e}"))),
             };
-            if self.buf_client.len() < header.frame_len() {
-                // Streamed messages (COPY data) need not wait for their whole body: but
-                // keeping whole-message handling simple is worth the buffering of one message.
-                self.buf_client
-                    .reserve(header.frame_len() - self.buf_client.len());
-                return Ok(());
+            let len = header.frame_len();
+            if buf.len() - at < len {
+                // Whole-message handling keeps rewriting simple; COPY data costs the buffering
+                // of one message.
+                buf.reserve(len - (buf.len() - at));
+                break Ok(());
             }
             let tag = header.tag();
             if tag == b'X' {
-                return Err(SessionEnd::ClientGone);
+                break Err(SessionEnd::ClientGone);
             }
-            self.ensure_server().await?;
-            let frame = self.buf_client.split_to(header.frame_len()).freeze();
+            if let Err(e) = self.ensure_server().await {
+                break Err(e);
+            }
             let before = self.to_server.len();
-            self.route(tag, frame)?;
+            if let Err(e) = self.route(tag, &buf[at..at + len]) {
+                break Err(e);
+            }
+            at += len;
             let server = self.server.as_deref_mut().expect("ensured above");
             server.tracker.frontend_bytes(&self.to_server[before..]);
             server.tracker.forgive_owed(self.plan.take_ignored_syncs());
             self.plan.drain_synthetic(&mut self.to_client);
-        }
+        };
+        buf.advance(at);
+        self.buf_client = buf;
+        result
     }
 
     /// Sends one client message on (possibly rewritten) and records the replies it owes.
-    fn route(&mut self, tag: u8, frame: Bytes) -> Result<(), SessionEnd> {
+    fn route(&mut self, tag: u8, frame: &[u8]) -> Result<(), SessionEnd> {
         let body = &frame[5..];
         match tag {
             b'Q' => return self.route_query(frame),
@@ -134,17 +145,17 @@ impl Session {
                 let (name, rest) =
                     split_cstr(body).ok_or_else(|| fatal("08P01", "malformed Parse message"))?;
                 if name.is_empty() {
-                    self.to_server.extend_from_slice(&frame);
+                    self.to_server.extend_from_slice(frame);
                     self.plan.push(Expect::Parse, true);
                     return Ok(());
                 }
                 let statement = ClientStatement {
                     server_name: server_name(rest),
-                    parse_rest: frame.slice_ref(rest),
+                    parse_rest: Bytes::copy_from_slice(rest),
                 };
                 let server_name = Arc::clone(&statement.server_name);
                 self.statements
-                    .insert(frame.slice_ref(name), statement.clone());
+                    .insert(Bytes::copy_from_slice(name), statement.clone());
                 if self.server_has(&server_name) {
                     self.plan.push_synthetic(b'1');
                 } else {
@@ -165,7 +176,7 @@ impl Session {
                             &[portal, b"\0", statement.server_name.as_bytes(), b"\0", rest],
                         );
                     }
-                    None => self.to_server.extend_from_slice(&frame),
+                    None => self.to_server.extend_from_slice(frame),
                 }
                 self.plan.push(Expect::Bind, true);
             }
@@ -184,11 +195,11 @@ impl Session {
                                 &[b"S", statement.server_name.as_bytes(), b"\0"],
                             );
                         }
-                        None => self.to_server.extend_from_slice(&frame),
+                        None => self.to_server.extend_from_slice(frame),
                     }
                     self.plan.push(Expect::DescribeStatement, true);
                 } else {
-                    self.to_server.extend_from_slice(&frame);
+                    self.to_server.extend_from_slice(frame);
                     self.plan.push(Expect::DescribePortal, true);
                 }
             }
@@ -202,27 +213,27 @@ impl Session {
                     self.statements.remove(name);
                     self.plan.push_synthetic(b'3');
                 } else {
-                    self.to_server.extend_from_slice(&frame);
+                    self.to_server.extend_from_slice(frame);
                     self.plan.push(Expect::Close, true);
                 }
             }
             b'E' => {
-                self.to_server.extend_from_slice(&frame);
+                self.to_server.extend_from_slice(frame);
                 self.plan.push(Expect::Execute, true);
             }
             b'S' => {
-                self.to_server.extend_from_slice(&frame);
+                self.to_server.extend_from_slice(frame);
                 self.plan.push(Expect::Sync, true);
             }
             b'F' => {
-                self.to_server.extend_from_slice(&frame);
+                self.to_server.extend_from_slice(frame);
                 self.plan.push(Expect::Query, true);
             }
             b'c' | b'f' => {
-                self.to_server.extend_from_slice(&frame);
+                self.to_server.extend_from_slice(frame);
                 self.plan.push(Expect::CopyEnd, true);
             }
-            b'H' | b'd' => self.to_server.extend_from_slice(&frame),
+            b'H' | b'd' => self.to_server.extend_from_slice(frame),
             other => {
                 return Err(fatal(
                     "08P01",
@@ -233,7 +244,7 @@ impl Session {
         Ok(())
     }
 
-    fn route_query(&mut self, frame: Bytes) -> Result<(), SessionEnd> {
+    fn route_query(&mut self, frame: &[u8]) -> Result<(), SessionEnd> {
         let sql = &frame[5..frame.len().saturating_sub(1)];
         let word = first_word(sql);
         if self.mode == PoolMode::Transaction && word_is(&word, "listen") {
@@ -252,28 +263,31 @@ impl Session {
         }
         if word_is(&word, "set") || word_is(&word, "reset") || word_is(&word, "discard") {
             let text = String::from_utf8_lossy(sql);
-            self.params.apply_sql(&text, &self.startup_params);
+            if self.params.apply_sql(&text, &self.startup_params) {
+                self.params_version += 1;
+            }
             if word_is(&word, "discard") {
                 self.statements.clear();
                 if let Some(server) = self.server.as_deref_mut() {
                     server.prepared.clear();
                 }
             }
-            self.to_server.extend_from_slice(&frame);
+            self.to_server.extend_from_slice(frame);
             self.plan.push(Expect::Query, true);
             if let Some(server) = self.server.as_deref_mut() {
                 server.params = self.params.clone();
+                server.params_owner = Some((self.id, self.params_version));
             }
             return Ok(());
         }
-        self.to_server.extend_from_slice(&frame);
+        self.to_server.extend_from_slice(frame);
         self.plan.push(Expect::Query, true);
         Ok(())
     }
 
     /// `DEALLOCATE name` of a statement pgwarden renamed is answered locally; `DEALLOCATE ALL`
     /// also drops the server connection's cache.
-    fn route_deallocate(&mut self, frame: Bytes) -> Result<(), SessionEnd> {
+    fn route_deallocate(&mut self, frame: &[u8]) -> Result<(), SessionEnd> {
         let sql = String::from_utf8_lossy(&frame[5..frame.len().saturating_sub(1)]).to_string();
         let words: Vec<String> = sql
             .trim()
@@ -303,7 +317,7 @@ impl Session {
                 return Ok(());
             }
         }
-        self.to_server.extend_from_slice(&frame);
+        self.to_server.extend_from_slice(frame);
         self.plan.push(Expect::Query, true);
         Ok(())
     }

@@ -71,6 +71,9 @@ const CLIENT_REPORTED: &[&str] = &[
     "search_path",
 ];
 
+/// Bytes reserved for each read from a client.
+const READ_CHUNK: usize = 8 * 1024;
+
 /// Largest amount buffered towards a peer before reading from the other side pauses.
 const BACKPRESSURE_LIMIT: usize = 256 * 1024;
 
@@ -217,14 +220,16 @@ async fn login(
         pool,
         mode: shared.config.pool_mode,
         buf_client: BytesMut::new(),
-        to_server: BytesMut::with_capacity(8 * 1024),
-        to_client: BytesMut::with_capacity(16 * 1024),
+        to_server: BytesMut::new(),
+        to_client: BytesMut::new(),
         server: None,
         plan: ResponsePlan::default(),
         statements: HashMap::new(),
         params: startup_params.clone(),
         startup_params,
         cancel,
+        id: NEXT_SESSION_ID.fetch_add(1, Relaxed),
+        params_version: 0,
     }))
 }
 
@@ -276,7 +281,14 @@ pub(crate) struct Session {
     /// What `RESET` returns to.
     startup_params: SessionParams,
     cancel: CancelSlot,
+    /// Unique among all sessions of the process (never reused).
+    id: u64,
+    /// Bumped whenever `params` changes.
+    params_version: u64,
 }
+
+/// Source of session ids.
+static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 enum Event {
     ClientRead(usize),
@@ -306,15 +318,45 @@ impl Session {
         let query_timeout = self.shared.config.query_timeout;
         loop {
             self.handle_client_messages().await?;
-            let (mut cr, mut cw) = client.split();
             let in_transaction_idle = self.server.as_ref().is_some_and(|s| {
                 self.plan.is_empty()
                     && self.to_server.is_empty()
                     && s.tracker.transaction_status() != TransactionStatus::Idle
             });
             let running = self.server.is_some() && !self.plan.is_empty();
+            let idle = self.server.is_none()
+                && self.buf_client.is_empty()
+                && self.to_client.is_empty()
+                && self.to_server.is_empty();
             let event = match self.server.as_deref_mut() {
+                None if idle => {
+                    // Between transactions hold no buffers: an idle client costs little memory.
+                    if self.buf_client.capacity() > 0 || self.to_client.capacity() > 0 {
+                        self.buf_client = BytesMut::new();
+                        self.to_server = BytesMut::new();
+                        self.to_client = BytesMut::new();
+                    }
+                    tokio::select! {
+                        r = client.readable() => {
+                            r?;
+                            self.buf_client.reserve(READ_CHUNK);
+                            match client.try_read_buf(&mut self.buf_client) {
+                                Ok(n) => Event::ClientRead(n),
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Event::ClientWrote,
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                        _ = shutdown.cancelled() => Event::Shutdown,
+                    }
+                }
                 Some(server) => {
+                    let (mut cr, mut cw) = client.split();
+                    if self.buf_client.capacity() - self.buf_client.len() < 1024 {
+                        self.buf_client.reserve(READ_CHUNK);
+                    }
+                    if server.rbuf.capacity() - server.rbuf.len() < 1024 {
+                        server.rbuf.reserve(2 * READ_CHUNK);
+                    }
                     let (mut sr, mut sw) = server.stream.split();
                     let rbuf = &mut server.rbuf;
                     tokio::select! {
@@ -322,15 +364,23 @@ impl Session {
                         r = cw.write_buf(&mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
                         r = sr.read_buf(rbuf), if self.to_client.len() < BACKPRESSURE_LIMIT => Event::ServerRead(r.unwrap_or(0)),
                         r = sw.write_buf(&mut self.to_server), if !self.to_server.is_empty() => { if r.is_err() { Event::ServerRead(0) } else { Event::ServerWrote } }
-                        _ = tokio::time::sleep(idle_tx_timeout), if in_transaction_idle && !idle_tx_timeout.is_zero() => Event::IdleInTransaction,
-                        _ = tokio::time::sleep(query_timeout), if running && !query_timeout.is_zero() => Event::QueryTimeout,
+                        // The timers are created only when their branch is enabled (an async block
+                        // is not polled otherwise): no clock read or timer entry per event.
+                        _ = async { tokio::time::sleep(idle_tx_timeout).await }, if in_transaction_idle && !idle_tx_timeout.is_zero() => Event::IdleInTransaction,
+                        _ = async { tokio::time::sleep(query_timeout).await }, if running && !query_timeout.is_zero() => Event::QueryTimeout,
                     }
                 }
-                None => tokio::select! {
-                    r = cr.read_buf(&mut self.buf_client) => Event::ClientRead(r?),
-                    r = cw.write_buf(&mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
-                    _ = shutdown.cancelled() => Event::Shutdown,
-                },
+                None => {
+                    let (mut cr, mut cw) = client.split();
+                    if self.buf_client.capacity() - self.buf_client.len() < 1024 {
+                        self.buf_client.reserve(READ_CHUNK);
+                    }
+                    tokio::select! {
+                        r = cr.read_buf(&mut self.buf_client) => Event::ClientRead(r?),
+                        r = cw.write_buf(&mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
+                        _ = shutdown.cancelled() => Event::Shutdown,
+                    }
+                }
             };
             match event {
                 Event::ClientRead(0) => return Err(SessionEnd::ClientGone),
@@ -399,10 +449,14 @@ impl Session {
                 secret_key: key.secret_key.clone(),
             }));
         }
-        if let Some(sql) = self.params.sync_sql(&server.params) {
-            forward::push_internal_query(&mut self.to_server, &mut self.plan, &sql);
-            server.tracker.frontend_bytes(&self.to_server);
-            server.params = self.params.clone();
+        let owner = (self.id, self.params_version);
+        if server.params_owner != Some(owner) {
+            if let Some(sql) = self.params.sync_sql(&server.params) {
+                forward::push_internal_query(&mut self.to_server, &mut self.plan, &sql);
+                server.tracker.frontend_bytes(&self.to_server);
+                server.params = self.params.clone();
+            }
+            server.params_owner = Some(owner);
         }
         self.server = Some(server);
         Ok(())

@@ -133,6 +133,7 @@ impl ServerConnector {
             rbuf,
             tracker: TransactionTracker::ready(),
             params: SessionParams::server_default(&t.application_name),
+            params_owner: None,
             prepared: PreparedCache::default(),
             key: outcome.key,
             addr,
@@ -238,6 +239,7 @@ impl Connector for ServerConnector {
         }
         conn.prepared.clear();
         conn.params = SessionParams::server_default(&self.inner.target.application_name);
+        conn.params_owner = None;
         conn.needs_reset = false;
         Ok(())
     }

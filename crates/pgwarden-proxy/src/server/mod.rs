@@ -123,6 +123,9 @@ pub struct ServerConnection {
     pub(crate) tracker: TransactionTracker,
     /// Session parameters as last applied on this connection.
     pub(crate) params: SessionParams,
+    /// Which client session (id, parameter version) `params` was last made to match: when the
+    /// same session comes back unchanged, no comparison is needed.
+    pub(crate) params_owner: Option<(u64, u64)>,
     /// Statements prepared under pgwarden's server-side names.
     pub(crate) prepared: PreparedCache,
     /// The server's BackendKeyData, for forwarding cancels.

@@ -59,6 +59,7 @@ pub(crate) fn profile_defaults(profile: Environment) -> RawConfig {
             idle_transaction_timeout: Some(Duration::ZERO),
             query_timeout: Some(Duration::ZERO),
             server_reset_query: Some("DISCARD ALL".to_string()),
+            workers: Some(0),
         },
         resilience: RawResilience {
             probe_timeout: Some(secs(2)),

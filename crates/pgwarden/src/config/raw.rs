@@ -178,6 +178,8 @@ raw_section! {
         query_timeout: Duration,
         /// Run on a server connection between sessions in session mode. Default `DISCARD ALL`.
         server_reset_query: String,
+        /// Threads moving bytes; `0` = one per CPU. Default `0`.
+        workers: usize,
     }
 }
 

@@ -189,6 +189,8 @@ pub struct ProxySettings {
     pub query_timeout: Duration,
     /// Reset between sessions in session mode. Default `DISCARD ALL`.
     pub server_reset_query: String,
+    /// Threads moving bytes; 0 = one per CPU. Default 0.
+    pub workers: usize,
 }
 
 /// Probing, breaker, start-up and orphan cleanup (`[resilience]`).

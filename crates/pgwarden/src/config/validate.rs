@@ -101,6 +101,7 @@ pub(crate) fn validate(merged: &Layer) -> Result<Settings, ConfigError> {
         )?,
         query_timeout: required(&p.query_timeout, "proxy.query_timeout")?,
         server_reset_query: required(&p.server_reset_query, "proxy.server_reset_query")?,
+        workers: required(&p.workers, "proxy.workers")?,
     };
 
     let r = &raw.resilience;
