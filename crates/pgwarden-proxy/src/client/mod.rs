@@ -5,7 +5,9 @@
 //!   (prepared-statement renaming, session parameters) and sorting the server's replies.
 //! - this file: [`run_session`], the login sequence and the event loop that moves bytes both
 //!   ways, acquires a server connection at the first message of a transaction and releases it
-//!   at ReadyForQuery with status Idle (transaction mode) or at disconnect (session mode).
+//!   whenever the tracker says the connection is idle (transaction mode: after a server
+//!   ReadyForQuery `I`, or after messages the proxy answered itself) or at disconnect (session
+//!   mode).
 
 mod forward;
 mod startup;
@@ -318,6 +320,10 @@ impl Session {
         let query_timeout = self.shared.config.query_timeout;
         loop {
             self.handle_client_messages().await?;
+            // A message the proxy answered itself (LISTEN refused, DEALLOCATE or Close of a
+            // renamed statement, a cached Parse) reads nothing from the server: release here
+            // too, or the client would pin an idle server connection until its next query.
+            self.maybe_release();
             let in_transaction_idle = self.server.as_ref().is_some_and(|s| {
                 self.plan.is_empty()
                     && self.to_server.is_empty()
@@ -413,7 +419,10 @@ impl Session {
         }
     }
 
-    /// Returns the server connection to the pool when the client's transaction is over.
+    /// Returns the server connection to the pool when the client's transaction is over: in
+    /// transaction mode, once nothing is owed or unsent and the tracker says the connection is
+    /// idle (last ReadyForQuery `I`, no open extended-query batch). Call it after every batch
+    /// of client messages and after every server read.
     fn maybe_release(&mut self) {
         if self.mode == PoolMode::Transaction
             && self.plan.is_empty()

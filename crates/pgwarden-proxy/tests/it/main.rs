@@ -11,4 +11,5 @@ mod cap;
 mod drivers;
 mod errors;
 mod pgbench;
+mod release;
 mod session;
