@@ -5,6 +5,7 @@
 //!
 //! Usage: `pgwarden-bench [--quick] [--pgwarden PATH]` (run from the repository root).
 
+mod chart;
 mod pooler;
 mod report;
 mod run;
@@ -65,6 +66,29 @@ impl Plan {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(csv) = args
+        .windows(2)
+        .find(|w| w[0] == "--chart")
+        .map(|w| PathBuf::from(&w[1]))
+    {
+        // Redraw the charts of an earlier run from its CSV.
+        let rounds = report::read_csv(&csv)?;
+        let mut workloads: Vec<String> = Vec::new();
+        let mut clients: Vec<u32> = Vec::new();
+        for r in &rounds {
+            if !workloads.contains(&r.workload) {
+                workloads.push(r.workload.clone());
+            }
+            if !clients.contains(&r.clients) {
+                clients.push(r.clients);
+            }
+        }
+        clients.sort_unstable();
+        for path in chart::draw(&rounds, &workloads, &clients, &csv) {
+            println!("{}", path.display());
+        }
+        return Ok(());
+    }
     let plan = if args.iter().any(|a| a == "--quick") {
         Plan::quick()
     } else {
@@ -162,7 +186,9 @@ fn main() -> anyhow::Result<()> {
 
     let context = report::Context::gather(&cluster, &pgwarden_bin, &plan);
     let csv = report::write_csv(&rounds)?;
-    let markdown = report::markdown(&context, &plan, &rounds, &memory, &csv);
+    let names: Vec<String> = plan.workloads.iter().map(|w| w.name.clone()).collect();
+    let charts = chart::draw(&rounds, &names, &plan.clients, &csv);
+    let markdown = report::markdown(&context, &plan, &rounds, &memory, &csv, &charts);
     report::append_to_docs(&markdown)?;
     println!("\n{markdown}");
     drop(pgwarden);

@@ -105,6 +105,36 @@ pub(crate) fn write_csv(rounds: &[Round]) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Reads rows written by [`write_csv`].
+pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<Round>> {
+    let text = std::fs::read_to_string(path)?;
+    let num = |s: &str| s.parse::<f64>().ok();
+    let mut rounds = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.splitn(11, ',').collect();
+        anyhow::ensure!(f.len() == 11, "bad line in {}: {line}", path.display());
+        let target = match f[0] {
+            "direct" => "direct",
+            "pgbouncer" => "pgbouncer",
+            _ => "pgwarden",
+        };
+        rounds.push(Round {
+            target,
+            workload: f[1].to_string(),
+            clients: f[2].parse()?,
+            round: f[3].parse()?,
+            tps: num(f[4]),
+            latency_avg_ms: num(f[5]),
+            latency_p99_ms: num(f[6]),
+            transactions: f[7].parse()?,
+            cpu_seconds: num(f[8]).unwrap_or(0.0),
+            rss_kb: f[9].parse()?,
+            error: (!f[10].is_empty()).then(|| f[10].to_string()),
+        });
+    }
+    Ok(rounds)
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -161,6 +191,7 @@ pub(crate) fn markdown(
     rounds: &[Round],
     memory: &[Memory],
     csv: &Path,
+    charts: &[PathBuf],
 ) -> String {
     let mut md = String::new();
     let kind = if plan.quick { "quick run" } else { "full run" };
@@ -215,6 +246,9 @@ pub(crate) fn markdown(
         for f in failures {
             let _ = writeln!(md, "- {f}");
         }
+    }
+    for chart in charts {
+        let _ = writeln!(md, "\n![{}](../{})", chart.display(), chart.display());
     }
     let _ = writeln!(md, "\nMemory (RSS):\n");
     let _ = writeln!(
