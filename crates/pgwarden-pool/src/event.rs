@@ -16,7 +16,8 @@ pub enum PoolEvent {
         /// Its id.
         id: u64,
         /// Why: `broken`, `recycled`, `idle`, `lifetime`, `max_uses`, `ping_failed`,
-        /// `reset_failed`, `closed`, `retained`.
+        /// `reset_failed`, `cancelled` (the caller gave up during its checkout ping), `closed`,
+        /// `retained`.
         reason: &'static str,
     },
     /// The first successful connect after one or more failures.

@@ -136,22 +136,23 @@ impl<C: Connector> Drop for Pooled<C> {
                 Ok(handle) => {
                     // Not held by a caller any more, whatever the reset takes.
                     shared.state.lock().checkouts.remove(&slot.meta.id);
-                    handle.spawn(async move {
-                        let mut slot = slot;
-                        match shared.connector.reset(&mut slot.conn).await {
-                            Ok(()) if worn_out => shared.discard(slot, "max_uses", true),
-                            Ok(()) if expired => shared.discard(slot, "lifetime", true),
-                            Ok(()) => shared.put_back(slot),
-                            Err(e) => {
-                                let kind = shared.connector.error_kind(&e);
-                                shared
-                                    .state
-                                    .lock()
-                                    .record_error(kind, format!("reset failed: {e}"));
-                                shared.discard(slot, "reset_failed", false);
+                    let tasks = shared.background.clone();
+                    tasks.spawn_on(
+                        async move {
+                            let mut slot = slot;
+                            match shared.connector.reset(&mut slot.conn).await {
+                                Ok(()) if worn_out => shared.discard(slot, "max_uses", true),
+                                Ok(()) if expired => shared.discard(slot, "lifetime", true),
+                                Ok(()) => shared.put_back(slot),
+                                Err(e) => {
+                                    let kind = shared.connector.error_kind(&e);
+                                    shared.report_error(kind, format!("reset failed: {e}"));
+                                    shared.discard(slot, "reset_failed", false);
+                                }
                             }
-                        }
-                    });
+                        },
+                        &handle,
+                    );
                 }
                 // No runtime (process exit): the connection cannot be reset; drop it.
                 Err(_) => shared.discard(slot, "broken", false),

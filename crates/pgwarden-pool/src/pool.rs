@@ -33,8 +33,28 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) closed_while_closing: std::sync::atomic::AtomicU64,
     /// Wakes the waiter reaper when an earlier deadline arrives.
     pub(crate) reaper: Notify,
-    /// Graceful closes in flight; `close` waits for them.
-    pub(crate) closing: tokio_util::task::TaskTracker,
+    /// Every task the pool starts (connects, resets, graceful closes, maintenance); `close`
+    /// waits for them within its deadline.
+    pub(crate) background: tokio_util::task::TaskTracker,
+}
+
+/// The shortest checkout ping allowed, even when the caller's deadline is nearer: a ping cut
+/// shorter would close healthy connections.
+const MIN_PING: Duration = Duration::from_millis(100);
+
+/// A connection being checked for a caller. If the caller is cancelled mid-check, dropping
+/// this closes the connection (its stream may be mid-reply) and frees its place.
+struct Vetting<'a, C: Connector> {
+    shared: &'a Arc<Shared<C>>,
+    slot: Option<Slot<C::Connection>>,
+}
+
+impl<C: Connector> Drop for Vetting<'_, C> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.shared.discard(slot, "cancelled", false);
+        }
+    }
 }
 
 /// The receiving end of a wait. If the waiting caller is cancelled after a connection was
@@ -116,14 +136,14 @@ impl<C: Connector> Pool<C> {
             cancel: cancel.clone(),
             returned: Notify::new(),
             closed_while_closing: std::sync::atomic::AtomicU64::new(0),
-            closing: tokio_util::task::TaskTracker::new(),
+            background: tokio_util::task::TaskTracker::new(),
             reaper: Notify::new(),
         });
-        tokio::spawn(crate::tasks::reap_waiters(
+        shared.background.spawn(crate::tasks::reap_waiters(
             Arc::downgrade(&shared),
             cancel.clone(),
         ));
-        tokio::spawn(crate::tasks::maintenance(
+        shared.background.spawn(crate::tasks::maintenance(
             Arc::downgrade(&shared),
             cancel.clone(),
         ));
@@ -293,11 +313,12 @@ impl<C: Connector> Pool<C> {
         }
         let still = self.shared.state.lock().in_use;
         closed += self.shared.closed_while_closing.swap(0, Relaxed) as usize;
-        // Wait (within the deadline) until every graceful close has gone out.
-        self.shared.closing.close();
+        // Wait (within the deadline) until every graceful close has gone out and the
+        // background tasks have stopped.
+        self.shared.background.close();
         let _ = tokio::time::timeout_at(
             end.max(Instant::now() + Duration::from_millis(100)),
-            self.shared.closing.wait(),
+            self.shared.background.wait(),
         )
         .await;
         CloseReport {
@@ -346,7 +367,8 @@ impl<C: Connector> Shared<C> {
             n
         };
         for _ in 0..n {
-            tokio::spawn(crate::tasks::connect(Arc::clone(self)));
+            self.background
+                .spawn(crate::tasks::connect(Arc::clone(self)));
         }
     }
 
@@ -357,6 +379,9 @@ impl<C: Connector> Shared<C> {
     ) -> Result<Pooled<C>, PoolError> {
         let started = Instant::now();
         let deadline = started + timeout;
+        // After a connection failed its check, the caller waits again at the front of the
+        // queue: it keeps the place it had.
+        let mut retry = false;
         loop {
             let next = {
                 let mut st = self.state.lock();
@@ -390,11 +415,16 @@ impl<C: Connector> Shared<C> {
                             }
                         }
                         let (tx, rx) = oneshot::channel();
-                        st.waiters.push_back(crate::state::Waiter {
+                        let waiter = crate::state::Waiter {
                             tx,
                             location,
                             deadline,
-                        });
+                        };
+                        if retry {
+                            st.waiters.push_front(waiter);
+                        } else {
+                            st.waiters.push_back(waiter);
+                        }
                         // Wake the reaper only if this deadline comes before its current one
                         // (with one timeout for all, never while others are waiting).
                         if st.reaper_target.is_none_or(|t| deadline < t) {
@@ -435,12 +465,13 @@ impl<C: Connector> Shared<C> {
                     (slot, Instant::now())
                 }
             };
-            if let Some(guard) = self.vet(slot, started, now).await {
+            if let Some(guard) = self.vet(slot, started, now, deadline).await {
                 return Ok(guard);
             }
             if Instant::now() >= deadline {
                 return Err(self.timed_out(started.elapsed()));
             }
+            retry = true;
         }
     }
 
@@ -456,12 +487,15 @@ impl<C: Connector> Shared<C> {
     }
 
     /// Checks a connection about to be handed out: expired, broken, or idle long enough to
-    /// deserve a ping. `None` when it was closed instead (the caller looks again).
+    /// deserve a ping (bounded by the caller's deadline, with at least [`MIN_PING`]). `None`
+    /// when it was closed instead (the caller looks again). If the caller is cancelled during
+    /// the ping, the connection is closed and its place freed.
     async fn vet(
         self: &Arc<Self>,
-        mut slot: Slot<C::Connection>,
+        slot: Slot<C::Connection>,
         started: Instant,
         now: Instant,
+        deadline: Instant,
     ) -> Option<Pooled<C>> {
         if slot.meta.expires_at.is_some_and(|at| now >= at) {
             self.discard(slot, "lifetime", true);
@@ -471,20 +505,40 @@ impl<C: Connector> Shared<C> {
             self.discard(slot, "broken", false);
             return None;
         }
-        if now.saturating_duration_since(slot.meta.last_checked) > self.config.check_after_idle {
-            match self.connector.ping(&mut slot.conn).await {
-                Ok(()) => slot.meta.last_checked = Instant::now(),
-                Err(e) => {
-                    let kind = self.connector.error_kind(&e);
-                    self.state
-                        .lock()
-                        .record_error(kind, format!("ping failed: {e}"));
-                    self.discard(slot, "ping_failed", false);
-                    return None;
-                }
+        if now.saturating_duration_since(slot.meta.last_checked) <= self.config.check_after_idle {
+            return Some(self.checkout(slot, started, now));
+        }
+        let limit = deadline.saturating_duration_since(now).max(MIN_PING);
+        let mut vetting = Vetting {
+            shared: self,
+            slot: Some(slot),
+        };
+        let conn = &mut vetting.slot.as_mut().expect("just set").conn;
+        let outcome = tokio::time::timeout(limit, self.connector.ping(conn)).await;
+        let mut slot = vetting.slot.take().expect("taken only here or on drop");
+        match outcome {
+            Ok(Ok(())) => {
+                slot.meta.last_checked = Instant::now();
+                Some(self.checkout(slot, started, now))
+            }
+            Ok(Err(e)) => {
+                let kind = self.connector.error_kind(&e);
+                self.report_error(kind, format!("ping failed: {e}"));
+                self.discard(slot, "ping_failed", false);
+                None
+            }
+            Err(_) => {
+                self.report_error("timeout", format!("ping took longer than {limit:?}"));
+                self.discard(slot, "ping_failed", false);
+                None
             }
         }
-        Some(self.checkout(slot, started, now))
+    }
+
+    /// Counts an error (ping, reset, keepalive) and tells subscribers.
+    pub(crate) fn report_error(&self, kind: &'static str, message: String) {
+        self.state.lock().record_error(kind, message.clone());
+        self.emit(PoolEvent::Error { message });
     }
 
     fn register_checkout(&self, id: u64, location: &'static Location<'static>, now: Instant) {
@@ -601,7 +655,7 @@ impl<C: Connector> Shared<C> {
         });
         if graceful && tokio::runtime::Handle::try_current().is_ok() {
             let shared = Arc::clone(self);
-            self.closing
+            self.background
                 .spawn(async move { shared.connector.close(slot.conn).await });
             return;
         }
@@ -624,6 +678,7 @@ impl<C: Connector> Shared<C> {
             idle_since: now,
             last_checked: now,
             expires_at,
+            keepalive_jitter: rand::random::<f64>() * 0.25,
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct ConnMeta {
     pub(crate) last_checked: Instant,
     /// When it must be recycled (lifetime less its jitter).
     pub(crate) expires_at: Option<Instant>,
+    /// Fraction (0 to 0.25, drawn at random when opened) taken off the keepalive interval,
+    /// so idle connections are not all pinged in the same tick.
+    pub(crate) keepalive_jitter: f64,
 }
 
 /// A connection with its facts.

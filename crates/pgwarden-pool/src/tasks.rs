@@ -138,9 +138,8 @@ async fn run_once<C: Connector>(shared: &Arc<Shared<C>>) {
             }
             let quiet = now.saturating_duration_since(slot.meta.last_checked);
             let due = config.keepalive_interval.is_some_and(|k| {
-                // Jitter per connection so pings spread out.
-                let jitter = (slot.meta.id % 16) as f64 / 64.0;
-                quiet > k.mul_f64(1.0 - jitter)
+                // Jitter drawn per connection so pings spread out.
+                quiet > k.mul_f64(1.0 - slot.meta.keepalive_jitter)
             });
             if due {
                 ping.push(slot);
@@ -176,10 +175,7 @@ async fn run_once<C: Connector>(shared: &Arc<Shared<C>>) {
             }
             Err(e) => {
                 let kind = shared.connector.error_kind(&e);
-                shared
-                    .state
-                    .lock()
-                    .record_error(kind, format!("keepalive ping failed: {e}"));
+                shared.report_error(kind, format!("keepalive ping failed: {e}"));
                 shared.discard(slot, "ping_failed", false);
             }
         }
