@@ -25,7 +25,27 @@ if [ "$want_bench" = bench ]; then
   command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 fi
-command -v cargo >/dev/null 2>&1 || missing+=(cargo)
+
+# Rust: the workspace's rust-version. Debian's own cargo is older than that on Debian 12 and
+# 13, so the toolchain comes from rustup (Debian 13 packages it; elsewhere its installer).
+need_rust=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "$0")/../Cargo.toml")
+rust_ok() {
+  local v; v=$(cargo --version 2>/dev/null | awk '{print $2}') || return 1
+  [ -n "$v" ] && [ "$(printf '%s\n%s\n' "$need_rust" "$v" | sort -V | head -n1)" = "$need_rust" ]
+}
+if ! rust_ok; then
+  if [ "$(id -u)" -eq 0 ] && ! command -v rustup >/dev/null 2>&1 \
+     && apt-get install -y -qq --no-install-recommends rustup >/dev/null 2>&1; then
+    rustup default stable >/dev/null
+  elif command -v rustup >/dev/null 2>&1; then
+    rustup default stable >/dev/null
+  fi
+  if ! rust_ok; then
+    echo "pgwarden needs Rust $need_rust or newer (found: $(cargo --version 2>/dev/null || echo none))." >&2
+    echo "Install it with rustup (Debian 13: apt-get install rustup; then rustup default stable)." >&2
+    exit 1
+  fi
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -43,6 +43,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// What the server wrote to its log so far.
+    pub fn log_contents(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
     fn child(&self) -> MutexGuard<'_, Option<Child>> {
         self.child.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -72,6 +77,29 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
+    }
+
+    /// Stops the server gracefully (SIGTERM; redis-server closes its clients and exits), waits
+    /// until it is gone and the port is closed; falls back to SIGKILL after 10 s.
+    pub fn stop(&mut self) -> Result<(), Error> {
+        let taken = self.child().take();
+        if let Some(mut child) = taken {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            *self.child() = Some(child);
+        }
+        self.kill9()
+    }
+
+    /// [`stop`](Self::stop), then [`start_again`](Self::start_again) on the same port.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.stop()?;
+        self.start_again()
     }
 
     /// Starts it again on the same port; waits until it answers `PING`. Does nothing when it

@@ -308,6 +308,16 @@ fn redis_starts_dies_and_comes_back() {
     redis.start_again().unwrap();
     assert_eq!(redis.port(), port);
     assert!(ping(port));
+    // A graceful stop: redis-server hears SIGTERM and says goodbye; restart keeps the port.
+    redis.stop().unwrap();
+    assert!(!redis.is_running());
+    assert!(!ping(port));
+    let log = redis.log_contents();
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains("ready to exit"), "{log}");
+    redis.restart().unwrap();
+    assert_eq!(redis.port(), port);
+    assert!(ping(port));
     drop(redis);
     assert!(!port_open(port));
 }
