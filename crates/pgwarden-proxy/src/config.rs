@@ -3,6 +3,7 @@
 //! it directly. Names follow PgBouncer's where the meaning is the same.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -64,8 +65,9 @@ impl std::str::FromStr for AuthType {
     }
 }
 
-/// An upstream PostgreSQL server and the credentials pgwarden logs in with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An upstream PostgreSQL server and the credentials pgwarden logs in with. `Debug` shows the
+/// password as `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Upstream {
     /// Host name or address.
     pub host: String,
@@ -80,7 +82,8 @@ pub struct Upstream {
 }
 
 /// One entry of the `[databases]` table: a client-visible database name mapped elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` shows the password as `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseRoute {
     /// Server to use; `None` means the default upstream.
     pub upstream: Option<Upstream>,
@@ -94,7 +97,35 @@ pub struct DatabaseRoute {
     pub pool_size: Option<usize>,
 }
 
-/// Every setting of the proxy.
+/// What a password is shown as in `Debug` output.
+const MASK: &str = "***";
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| MASK))
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+impl fmt::Debug for DatabaseRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseRoute")
+            .field("upstream", &self.upstream)
+            .field("dbname", &self.dbname)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| MASK))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// Every setting of the proxy. Its secrets live in [`Upstream`] and [`DatabaseRoute`], whose
+/// `Debug` masks them, so the derived `Debug` here never shows a password either.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     /// Address to listen on (default `127.0.0.1:6432`).
@@ -214,5 +245,38 @@ impl ProxyConfig {
             return Err("auth_type needs an auth_file or an auth_query to check passwords".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let mut config = ProxyConfig::new("db", 5432);
+        config.upstream.user = Some("app".into());
+        config.upstream.password = Some("upstream-secret".into());
+        config.databases.insert(
+            "alias".into(),
+            DatabaseRoute {
+                upstream: Some(Upstream {
+                    password: Some("route-server-secret".into()),
+                    ..config.upstream.clone()
+                }),
+                dbname: Some("target".into()),
+                user: Some("ro".into()),
+                password: Some("route-secret".into()),
+                pool_size: None,
+            },
+        );
+        let shown = format!("{config:?} {config:#?}");
+        for secret in ["upstream-secret", "route-server-secret", "route-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("password: Some(\"***\")"), "{shown}");
+        assert!(shown.contains("target") && shown.contains("app"), "{shown}");
+        let none = format!("{:?}", ProxyConfig::new("db", 5432).upstream);
+        assert!(none.contains("password: None"), "{none}");
     }
 }
