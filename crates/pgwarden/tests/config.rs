@@ -197,3 +197,38 @@ fn a_bad_url_exits_2_without_showing_the_password() {
     );
     assert!(!err.contains("hunter2"), "password leaked: {err}");
 }
+
+#[test]
+fn databases_entries_are_shown_masked_and_unknown_keys_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[databases]\n\
+         alias = \"dbname=target user=ro password=route-secret\"\n\
+         other = { host = \"replica\", password = \"table-secret\" }\n",
+    );
+    let output = pgwarden(&["--config", config.to_str().unwrap(), "check-config"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(line(&out, "databases.alias").contains("dbname=target user=ro password=***"));
+    assert!(line(&out, "databases.other").contains("host=replica password=***"));
+    assert!(
+        !out.contains("route-secret") && !out.contains("table-secret"),
+        "{out}"
+    );
+
+    for text in [
+        "[databases]\nalias = \"dbname=target hots=db password=route-secret\"\n",
+        "[databases]\nalias = { dbname = \"target\", hots = \"db\" }\n",
+    ] {
+        let config = write_config(dir.path(), text);
+        let output = pgwarden(&["--config", config.to_str().unwrap(), "check-config"], &[]);
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        let err = stderr(&output);
+        assert!(
+            err.contains("databases.alias") && err.contains("hots"),
+            "{err}"
+        );
+        assert!(!err.contains("route-secret"), "password leaked: {err}");
+    }
+}

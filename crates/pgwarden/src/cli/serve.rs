@@ -8,9 +8,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pgwarden::config::{LoadOptions, Settings};
+use pgwarden::config::{DatabaseSettings, LoadOptions, Settings};
 use pgwarden::upstream::{self, StartupOutcome, UpstreamAddress};
-use pgwarden_proxy::{AuthType, PoolMode, Proxy, ProxyConfig, Upstream};
+use pgwarden_proxy::{AuthType, DatabaseRoute, PoolMode, Proxy, ProxyConfig, Upstream};
 use pgwarden_resilience::{Prober, TcpProbe};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,10 +26,7 @@ pub(crate) fn run(options: &LoadOptions, drain_timeout: Duration) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match build_runtime(loaded.settings.proxy.workers) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pgwarden: cannot start the async runtime: {e}");
@@ -37,6 +34,23 @@ pub(crate) fn run(options: &LoadOptions, drain_timeout: Duration) -> ExitCode {
         }
     };
     runtime.block_on(serve(loaded.settings, drain_timeout))
+}
+
+/// The runtime `proxy.workers` asks for: `1` = a current-thread runtime (every session on the
+/// main thread), `N` = N worker threads, `0` = one worker per CPU.
+pub(crate) fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    match workers {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if n > 1 {
+                builder.worker_threads(n);
+            }
+            builder.enable_all().build()
+        }
+    }
 }
 
 /// Maps the settings onto the proxy's configuration.
@@ -70,8 +84,38 @@ pub(crate) fn proxy_config(settings: &Settings) -> Result<ProxyConfig, String> {
     config.server_lifetime = settings.pool.max_lifetime;
     config.server_connect_timeout = settings.upstream.connect_timeout;
     config.application_name = settings.upstream.application_name.clone();
+    config.allow_trust_remote = p.allow_trust_remote;
+    config.max_prepared_statements = p.max_prepared_statements;
+    for (name, route) in &settings.databases {
+        config
+            .databases
+            .insert(name.clone(), database_route(route, &config.upstream));
+    }
     config.validate()?;
     Ok(config)
+}
+
+/// One `[databases]` entry as a proxy route. A route naming a `host` or `port` gets its own
+/// server (the other half from `upstream.url`); its `user` and `password` log in there.
+fn database_route(route: &DatabaseSettings, default: &Upstream) -> DatabaseRoute {
+    let upstream = (route.host.is_some() || route.port.is_some()).then(|| Upstream {
+        host: route.host.clone().unwrap_or_else(|| default.host.clone()),
+        port: route.port.unwrap_or(if route.host.is_some() {
+            5432
+        } else {
+            default.port
+        }),
+        user: route.user.clone(),
+        password: route.password.clone(),
+        database: route.dbname.clone(),
+    });
+    DatabaseRoute {
+        upstream,
+        dbname: route.dbname.clone(),
+        user: route.user.clone(),
+        password: route.password.clone(),
+        pool_size: route.pool_size,
+    }
 }
 
 async fn serve(settings: Settings, drain_timeout: Duration) -> ExitCode {
@@ -143,4 +187,47 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         _ = shutdown.cancelled() => return,
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_choose_the_runtime() {
+        use tokio::runtime::RuntimeFlavor;
+        let one = build_runtime(1).unwrap();
+        assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+        let three = build_runtime(3).unwrap();
+        assert_eq!(three.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
+        assert_eq!(three.metrics().num_workers(), 3);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(build_runtime(0).unwrap().metrics().num_workers(), cores);
+    }
+
+    #[test]
+    fn databases_and_proxy_keys_reach_the_proxy_config() {
+        let options = LoadOptions::default()
+            .with_flag("upstream.url", "postgres://app:pw@db.internal:6000/app")
+            .with_flag("proxy.auth_type", "trust")
+            .with_flag("proxy.listen", "0.0.0.0:6432")
+            .with_flag("proxy.allow_trust_remote", "true")
+            .with_flag("proxy.max_prepared_statements", "7")
+            .with_flag("databases.alias", "dbname=target pool_size=3")
+            .with_flag("databases.ro", "host=replica user=ro password=s3cret");
+        let settings = Settings::load(&options).unwrap().settings;
+        let config = proxy_config(&settings).unwrap();
+        assert!(config.allow_trust_remote);
+        assert_eq!(config.max_prepared_statements, 7);
+        let alias = &config.databases["alias"];
+        assert_eq!(alias.dbname.as_deref(), Some("target"));
+        assert_eq!(alias.pool_size, Some(3));
+        assert!(alias.upstream.is_none(), "same server as upstream.url");
+        let ro = &config.databases["ro"];
+        let server = ro.upstream.as_ref().unwrap();
+        assert_eq!((server.host.as_str(), server.port), ("replica", 5432));
+        assert_eq!(ro.user.as_deref(), Some("ro"));
+        assert_eq!(ro.password.as_deref(), Some("s3cret"));
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
 }

@@ -60,6 +60,8 @@ pub(crate) fn profile_defaults(profile: Environment) -> RawConfig {
             query_timeout: Some(Duration::ZERO),
             server_reset_query: Some("DISCARD ALL".to_string()),
             workers: Some(0),
+            allow_trust_remote: Some(false),
+            max_prepared_statements: Some(200),
         },
         resilience: RawResilience {
             probe_timeout: Some(secs(2)),
@@ -74,5 +76,6 @@ pub(crate) fn profile_defaults(profile: Environment) -> RawConfig {
             orphan_idle_threshold: Some(secs(300)),
             orphan_cleanup: Some(true),
         },
+        databases: None,
     }
 }

@@ -16,6 +16,7 @@
 //! - `raw.rs`: the raw layer (serde, `deny_unknown_fields`); `value.rs`: parsing one value.
 //! - `defaults.rs`: the profile defaults; `env.rs`: environment names and fallbacks.
 //! - `layer.rs`: a layer with provenance, and the file reader; `load.rs`: stacking the layers.
+//! - `databases.rs`: the proxy's `[databases]` routing table (connection strings or tables).
 //! - `validate.rs`: range and consistency checks; `render.rs` and `mask.rs`: showing it.
 //!
 //! # Example
@@ -36,6 +37,7 @@
 //! assert!(loaded.render().contains("postgres://app:***@db:5432/app"));
 //! ```
 
+mod databases;
 mod defaults;
 mod env;
 mod error;
@@ -52,6 +54,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use databases::DatabaseSettings;
 pub use defaults::DEFAULT_UPSTREAM_URL;
 pub use env::{env_name, EnvSnapshot, Fallback, CONFIG_PATH_VAR, FALLBACKS, RESERVED_NAMES};
 pub use error::{ConfigError, Setting};

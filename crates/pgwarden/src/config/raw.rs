@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::databases::{de_databases, RawDatabase};
 use super::settings::Environment;
 use super::value::{de_duration, de_server_settings, SettingValue};
 
@@ -178,8 +179,14 @@ raw_section! {
         query_timeout: Duration,
         /// Run on a server connection between sessions in session mode. Default `DISCARD ALL`.
         server_reset_query: String,
-        /// Threads moving bytes; `0` = one per CPU. Default `0`.
+        /// Threads moving bytes: `1` = a single-threaded (current-thread) runtime, `N` = N
+        /// worker threads, `0` = one per CPU. Default `0`.
         workers: usize,
+        /// Allow `auth_type = trust` on a listener that is not loopback. Default `false`.
+        allow_trust_remote: bool,
+        /// Prepared statements kept per server connection before the oldest is closed.
+        /// Default `200`.
+        max_prepared_statements: usize,
     }
 }
 
@@ -243,12 +250,17 @@ pub(crate) struct RawConfig {
     /// `[resilience]`.
     #[serde(default)]
     pub(crate) resilience: RawResilience,
+    /// `[databases]`: client database name -> route. Default empty.
+    #[serde(default, deserialize_with = "de_databases")]
+    pub(crate) databases: Option<BTreeMap<String, RawDatabase>>,
 }
 
 /// The top-level key holding the profile.
 pub(crate) const ENVIRONMENT_KEY: &str = "environment";
 /// The prefix of one entry of the server settings table.
 pub(crate) const SERVER_SETTINGS_PREFIX: &str = "upstream.server_settings.";
+/// The prefix of one entry of the `[databases]` table.
+pub(crate) const DATABASES_PREFIX: &str = "databases.";
 
 /// Why `RawConfig::set_text` refused.
 #[derive(Debug)]
@@ -279,8 +291,8 @@ impl RawConfig {
         keys
     }
 
-    /// The fixed keys plus one `upstream.server_settings.<name>` key per entry set here.
-    /// The entries follow the other `upstream.*` keys.
+    /// The fixed keys plus one `upstream.server_settings.<name>` key per entry set here (after
+    /// the other `upstream.*` keys) and one `databases.<name>` key per route (at the end).
     pub(crate) fn keys(&self) -> Vec<String> {
         let mut keys = Self::fixed_keys();
         if let Some(map) = &self.upstream.server_settings {
@@ -292,6 +304,9 @@ impl RawConfig {
                 .keys()
                 .map(|name| format!("{SERVER_SETTINGS_PREFIX}{name}"));
             keys.splice(at..at, entries);
+        }
+        if let Some(map) = &self.databases {
+            keys.extend(map.keys().map(|name| format!("{DATABASES_PREFIX}{name}")));
         }
         keys
     }
@@ -309,6 +324,12 @@ impl RawConfig {
                 .server_settings
                 .get_or_insert_with(BTreeMap::new);
             map.insert(name.to_string(), text.to_string());
+            return Ok(());
+        }
+        if let Some(name) = key.strip_prefix(DATABASES_PREFIX) {
+            let entry = RawDatabase::parse_text(text).map_err(SetError::Invalid)?;
+            let map = self.databases.get_or_insert_with(BTreeMap::new);
+            map.insert(name.to_string(), entry);
             return Ok(());
         }
         let (section, field) = key.split_once('.').ok_or(SetError::UnknownKey)?;
@@ -335,6 +356,9 @@ impl RawConfig {
         if let Some(name) = key.strip_prefix(SERVER_SETTINGS_PREFIX) {
             return self.upstream.server_settings.as_ref()?.get(name).cloned();
         }
+        if let Some(name) = key.strip_prefix(DATABASES_PREFIX) {
+            return self.databases.as_ref()?.get(name).map(SettingValue::show);
+        }
         let (section, field) = key.split_once('.')?;
         match section {
             "upstream" => self.upstream.show(field),
@@ -358,5 +382,10 @@ impl RawConfig {
         self.retry.merge_from(&later.retry);
         self.proxy.merge_from(&later.proxy);
         self.resilience.merge_from(&later.resilience);
+        if let Some(routes) = &later.databases {
+            // Entry by entry: a later layer replaces a whole route, keeps the others.
+            let map = self.databases.get_or_insert_with(BTreeMap::new);
+            map.extend(routes.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
     }
 }

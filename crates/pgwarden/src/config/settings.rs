@@ -77,6 +77,10 @@ pub struct Settings {
     pub proxy: ProxySettings,
     /// Probing, breaker, start-up and orphan cleanup.
     pub resilience: ResilienceSettings,
+    /// The proxy's routing table (`[databases]`): client database name (`*` = any other) ->
+    /// where its server connections go. Default empty (every name goes to `upstream.url`'s
+    /// server under the client's own database and user names).
+    pub databases: BTreeMap<String, super::databases::DatabaseSettings>,
 }
 
 /// The PostgreSQL server behind the pool (`[upstream]`).
@@ -189,8 +193,14 @@ pub struct ProxySettings {
     pub query_timeout: Duration,
     /// Reset between sessions in session mode. Default `DISCARD ALL`.
     pub server_reset_query: String,
-    /// Threads moving bytes; 0 = one per CPU. Default 0.
+    /// Threads moving bytes: 1 = a single-threaded (current-thread) runtime, N = N worker
+    /// threads, 0 = one per CPU. Default 0.
     pub workers: usize,
+    /// Allow trust authentication on a non-loopback listener. Default false.
+    pub allow_trust_remote: bool,
+    /// Prepared statements kept per server connection before the oldest is closed.
+    /// Default 200, >= 1.
+    pub max_prepared_statements: usize,
 }
 
 /// Probing, breaker, start-up and orphan cleanup (`[resilience]`).

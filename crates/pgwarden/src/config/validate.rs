@@ -1,11 +1,14 @@
 //! Turns the merged layer into [`Settings`], refusing out-of-range values and contradictions
 //! with one line that names the key, its value and its source.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::databases::validate_database;
 use super::error::{ConfigError, Setting};
 use super::layer::Layer;
 use super::mask::{mask_secrets, redact_from};
+use super::raw::DATABASES_PREFIX;
 use super::settings::{
     PoolSettings, ProxySettings, RedisSettings, ResilienceSettings, RetrySettings, Settings,
     UpstreamSettings,
@@ -102,7 +105,18 @@ pub(crate) fn validate(merged: &Layer) -> Result<Settings, ConfigError> {
         query_timeout: required(&p.query_timeout, "proxy.query_timeout")?,
         server_reset_query: required(&p.server_reset_query, "proxy.server_reset_query")?,
         workers: required(&p.workers, "proxy.workers")?,
+        allow_trust_remote: required(&p.allow_trust_remote, "proxy.allow_trust_remote")?,
+        max_prepared_statements: check
+            .at_least_one(&p.max_prepared_statements, "proxy.max_prepared_statements")?,
     };
+
+    let mut databases = BTreeMap::new();
+    for (name, entry) in raw.databases.iter().flatten() {
+        let key = format!("{DATABASES_PREFIX}{name}");
+        let route =
+            validate_database(name, entry).map_err(|reason| check.invalid(&key, &reason))?;
+        databases.insert(name.clone(), route);
+    }
 
     let r = &raw.resilience;
     let resilience = ResilienceSettings {
@@ -139,6 +153,7 @@ pub(crate) fn validate(merged: &Layer) -> Result<Settings, ConfigError> {
         retry,
         proxy,
         resilience,
+        databases,
     })
 }
 
@@ -158,7 +173,7 @@ impl Checker<'_> {
     fn shown(&self, key: &str) -> String {
         let value = self.merged.raw.show(key).unwrap_or_default();
         let masked = mask_secrets(&value);
-        if key.ends_with("url") || key.ends_with("name") {
+        if key.ends_with("url") || key.ends_with("name") || key.starts_with(DATABASES_PREFIX) {
             format!("{masked:?}")
         } else {
             masked
