@@ -8,7 +8,7 @@
 //! | `failure.rs` | [`FailureKind`] / [`Failure`]: classification by SQLSTATE or I/O error |
 //! | `schedule.rs` | [`RetrySchedule`]: exponential backoff with jitter |
 //! | `breaker.rs` | [`CircuitBreaker`]: Closed / Open / HalfOpen with one trial |
-//! | `status.rs` | [`UpstreamState`], [`Environment`], [`StatusSummary`] |
+//! | `status.rs` | [`UpstreamState`], [`Environment`], [`StatusSummary`], [`OrphanCleanup`] |
 //! | `transition.rs` | [`Transition`]: one event and one log line per state change |
 //! | `monitor.rs` | [`UpstreamMonitor`]: the status state machine and probe cadence |
 //! | `startup.rs` | [`StartupPolicy`]: attempts before starting, or giving up |
@@ -16,8 +16,8 @@
 //! | `probe.rs` | [`Probe`] (injectable) and [`TcpProbe`] |
 //! | `prober.rs` | [`Prober`]: the tokio driver; [`ProberHandle`] |
 //!
-//! The pool, the proxy and the admin endpoints consume these types; that wiring lives
-//! in their crates.
+//! The pool (through the connectors of the library and the proxy) consumes these types; that
+//! wiring lives in those crates.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -58,5 +58,5 @@ pub use probe::{Probe, TcpProbe};
 pub use prober::{Prober, ProberHandle};
 pub use schedule::{RetryConfig, RetrySchedule};
 pub use startup::{StartupAttempts, StartupDecision, StartupPolicy};
-pub use status::{Environment, StatusSummary, UpstreamState};
+pub use status::{Environment, OrphanCleanup, StatusSummary, UpstreamState};
 pub use transition::{Severity, Transition, TransitionEvent};

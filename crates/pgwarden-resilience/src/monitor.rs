@@ -8,14 +8,16 @@
 //! Cadence: every `health_interval` while healthy; on the backoff schedule while
 //! unavailable (forever in production); at the schedule's cap for configuration
 //! problems; not at all in development after `dev_pause_after` failures, until a
-//! client asks or [`UpstreamMonitor::reset`] is called.
+//! client asks or [`UpstreamMonitor::reset`] is called. A failed client attempt brings the
+//! next probe forward even while the upstream looks healthy (passive detection), at most one
+//! probe in flight and not while a success is still cached.
 
 use std::time::{Duration, Instant};
 
 use crate::breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker, Unavailable};
 use crate::failure::Failure;
 use crate::schedule::{RetryConfig, RetrySchedule};
-use crate::status::{Environment, StatusSummary, UpstreamState};
+use crate::status::{Environment, OrphanCleanup, StatusSummary, UpstreamState};
 use crate::transition::{Transition, TransitionEvent};
 
 /// Settings of an [`UpstreamMonitor`].
@@ -72,6 +74,12 @@ pub struct UpstreamMonitor {
     pause_announced: bool,
     /// When the last probe finished, to rate-limit probes asked for by client demand.
     last_probe_at: Option<Instant>,
+    /// A probe has started and not finished ([`UpstreamMonitor::begin_probe`]).
+    probe_in_flight: bool,
+    /// The next probe must not rely on cached results (after `force_check` or `reset`).
+    uncached_probe: bool,
+    /// The last orphan cleanup, as reported by the caller that ran it.
+    last_orphan_cleanup: Option<OrphanCleanup>,
 }
 
 /// While unavailable, client demand triggers a probe at most this often (so a returning
@@ -96,6 +104,9 @@ impl UpstreamMonitor {
             paused: false,
             pause_announced: false,
             last_probe_at: None,
+            probe_in_flight: false,
+            uncached_probe: false,
+            last_orphan_cleanup: None,
         }
     }
 
@@ -127,8 +138,18 @@ impl UpstreamMonitor {
                 .is_some_and(|at| now.saturating_duration_since(at) < self.config.success_cache)
     }
 
+    /// Call when a probe starts. Returns true when it must not rely on anything cached (a
+    /// remembered login, say): the first probe after [`UpstreamMonitor::force_check`] or
+    /// [`UpstreamMonitor::reset`]. Until its outcome is reported, client failures do not
+    /// schedule another probe.
+    pub fn begin_probe(&mut self, _now: Instant) -> bool {
+        self.probe_in_flight = true;
+        std::mem::take(&mut self.uncached_probe)
+    }
+
     /// Call when a probe (or any attempt that proves the upstream is there) succeeded.
     pub fn on_probe_success(&mut self, now: Instant) -> Option<Transition> {
+        self.probe_in_flight = false;
         self.last_probe_at = Some(now);
         self.breaker.on_success(now);
         self.schedule.reset();
@@ -153,6 +174,7 @@ impl UpstreamMonitor {
     /// or when development mode pauses probing for the first time in this outage.
     pub fn on_probe_failure(&mut self, now: Instant, failure: Failure) -> Option<Transition> {
         // The probe acts as the breaker's trial when one is due.
+        self.probe_in_flight = false;
         self.last_probe_at = Some(now);
         let _ = self.breaker.allow(now);
         self.breaker.on_failure(now, &failure);
@@ -217,17 +239,45 @@ impl UpstreamMonitor {
         changed || self.probe_due(now)
     }
 
+    /// True while the upstream is unavailable or unknown, or the breaker is not closed.
+    fn suspect(&self) -> bool {
+        !matches!(self.state, UpstreamState::Available)
+            || self.breaker.state() != BreakerState::Closed
+    }
+
+    /// The earliest a probe asked for by clients may run: now, but not within
+    /// [`DEMAND_PROBE_INTERVAL`] of the previous probe.
+    fn earliest_demand_probe(&self, now: Instant) -> Instant {
+        self.last_probe_at
+            .map_or(now, |at| (at + DEMAND_PROBE_INTERVAL).max(now))
+    }
+
     /// See [`UpstreamMonitor::on_client_demand`].
     fn bring_probe_forward(&mut self, now: Instant) -> bool {
-        let suspect = !matches!(self.state, UpstreamState::Available)
-            || self.breaker.state() != BreakerState::Closed;
         let configuration = matches!(self.state, UpstreamState::Unavailable { reason } if reason.is_configuration_problem());
-        if !suspect || configuration || self.paused {
+        if !self.suspect() || configuration || self.paused {
             return false;
         }
-        let earliest = self
-            .last_probe_at
-            .map_or(now, |at| (at + DEMAND_PROBE_INTERVAL).max(now));
+        let earliest = self.earliest_demand_probe(now);
+        self.move_next_probe_to(earliest)
+    }
+
+    /// A client attempt failed while the upstream looked healthy: probe as soon as the last
+    /// success is no longer cached (and not within [`DEMAND_PROBE_INTERVAL`] of the previous
+    /// probe), unless a probe is already running.
+    fn confirm_failure_soon(&mut self, now: Instant) -> bool {
+        if self.probe_in_flight || self.paused {
+            return false;
+        }
+        let cache_ends = self
+            .last_success
+            .map_or(now, |at| at + self.config.success_cache);
+        let earliest = self.earliest_demand_probe(now).max(cache_ends);
+        self.move_next_probe_to(earliest)
+    }
+
+    /// Moves the next probe earlier, to `earliest`; never later. True if it moved.
+    fn move_next_probe_to(&mut self, earliest: Instant) -> bool {
         match self.next_probe_at {
             Some(at) if at > earliest => {
                 self.next_probe_at = Some(earliest);
@@ -245,15 +295,28 @@ impl UpstreamMonitor {
 
     /// Reports a client attempt's success: the upstream is evidently there.
     pub fn on_client_success(&mut self, now: Instant) -> Option<Transition> {
-        self.on_probe_success(now)
+        // A probe running meanwhile is still running.
+        let in_flight = self.probe_in_flight;
+        let transition = self.on_probe_success(now);
+        self.probe_in_flight = in_flight;
+        transition
     }
 
     /// Reports a client attempt's failure to the breaker, and brings the next probe forward
-    /// (passive detection; at most once per [`DEMAND_PROBE_INTERVAL`]). No transition is
-    /// produced here: the probe stays the authority on state. Returns true if a probe is due.
+    /// (passive detection). While the upstream is suspect, as for client demand; while it looks
+    /// healthy, to when the last success stops being cached ([`MonitorConfig::success_cache`]),
+    /// so a crash is noticed within seconds instead of at the next `health_interval` tick or
+    /// after `failure_threshold` failures. At most one probe per [`DEMAND_PROBE_INTERVAL`], none
+    /// while one is in flight. No transition is produced here: the probe stays the authority on
+    /// state. Returns true when the schedule moved or a probe is due: the driver should wake.
     pub fn on_client_failure(&mut self, now: Instant, failure: &Failure) -> bool {
         self.breaker.on_failure(now, failure);
-        self.bring_probe_forward(now) || self.probe_due(now)
+        let moved = if self.suspect() {
+            self.bring_probe_forward(now)
+        } else {
+            self.confirm_failure_soon(now)
+        };
+        moved || self.probe_due(now)
     }
 
     /// Whether the breaker would admit a client attempt now, without taking its half-open
@@ -262,15 +325,22 @@ impl UpstreamMonitor {
         self.breaker.peek(now)
     }
 
-    /// Probe now, keeping the failure count and backoff position.
+    /// Probe now, keeping the failure count and backoff position. The probe bypasses caches
+    /// (see [`UpstreamMonitor::begin_probe`]) and the last success is no longer trusted
+    /// ([`UpstreamMonitor::cached_available`] is false until a probe succeeds).
     pub fn force_check(&mut self, now: Instant) {
         self.paused = false;
+        self.uncached_probe = true;
+        self.last_success = None;
         self.next_probe_at = Some(now);
     }
 
-    /// Forget failures (count, backoff, breaker, pause) and probe now. The state is kept, so a
-    /// recovery still reports the outage length.
+    /// Forget failures (count, backoff, breaker, pause) and probe now, bypassing caches like
+    /// [`UpstreamMonitor::force_check`]. The state is kept, so a recovery still reports the
+    /// outage length.
     pub fn reset(&mut self, now: Instant) {
+        self.uncached_probe = true;
+        self.last_success = None;
         self.schedule.reset();
         self.breaker.reset();
         self.consecutive_failures = 0;
@@ -278,6 +348,11 @@ impl UpstreamMonitor {
         self.paused = false;
         self.pause_announced = false;
         self.next_probe_at = Some(now);
+    }
+
+    /// Records what the latest orphan cleanup found and did, for [`StatusSummary`].
+    pub fn on_orphan_cleanup(&mut self, cleanup: OrphanCleanup) {
+        self.last_orphan_cleanup = Some(cleanup);
     }
 
     /// A snapshot for status pages.
@@ -294,6 +369,7 @@ impl UpstreamMonitor {
             breaker: self.breaker.state(),
             last_error: self.last_error.clone(),
             changed_at: self.changed_at,
+            last_orphan_cleanup: self.last_orphan_cleanup.clone(),
         }
     }
 

@@ -1,22 +1,26 @@
 //! Orphan cleanup: which server backends left behind by a dead pgwarden instance to terminate.
 //!
 //! Every connection pgwarden opens sets `application_name` to `{name}#{instance_id}`
-//! ([`InstanceTag`]). Rows from `pg_stat_activity` ([`ORPHAN_QUERY`]) whose name carries our
-//! prefix but another instance's id, and that sat idle (or idle in transaction) longer than
-//! the threshold, belong to an instance that is gone: [`select_orphans`] returns their pids
-//! for `pg_terminate_backend` ([`TERMINATE_SQL`]). Other applications, this live instance and
-//! active backends are never selected. Running the queries is the caller's business.
+//! ([`InstanceTag`]). Rows from `pg_stat_activity` ([`ORPHAN_QUERY`]) whose name is exactly our
+//! name, `#`, and another instance's id (8 lowercase hex digits), and that sat idle (or idle in
+//! transaction) longer than the threshold, belong to an instance that is gone:
+//! [`select_orphans`] returns their pids for `pg_terminate_backend` ([`TERMINATE_SQL`]). Other
+//! applications (including ones whose name merely starts with ours, such as `pgwarden2#…` or
+//! `pgwarden#x#…`), this live instance and active backends are never selected. Running the
+//! queries is the caller's business.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 
-/// Lists candidate backends; bind `$1` to the application-name prefix.
+/// Lists candidate backends; bind `$1` to `{name}#` (the tag's name and separator). A plain
+/// prefix comparison (no `LIKE`, so `_` and `%` in names are literal); [`select_orphans`] then
+/// matches the whole tag exactly.
 pub const ORPHAN_QUERY: &str = "SELECT pid, application_name, state, \
      EXTRACT(EPOCH FROM (now() - state_change))::float8 AS state_change_age_seconds, \
      backend_start FROM pg_stat_activity \
-     WHERE application_name LIKE $1 || '%' AND pid <> pg_backend_pid()";
+     WHERE left(application_name, length($1)) = $1 AND pid <> pg_backend_pid()";
 
 /// Terminates one backend; bind `$1` to the pid. Needs `pg_signal_backend` (or the same role).
 pub const TERMINATE_SQL: &str = "SELECT pg_terminate_backend($1)";
@@ -78,6 +82,26 @@ impl InstanceTag {
     pub fn application_name(&self) -> String {
         self.to_string()
     }
+
+    /// The `$1` of [`ORPHAN_QUERY`]: the name and the separator, `{name}#`.
+    pub fn query_prefix(&self) -> String {
+        format!("{}#", self.name)
+    }
+
+    /// The instance id of `application_name` if it is exactly a tag with this tag's name:
+    /// `{name}#` followed by 8 lowercase hex digits and nothing else (as [`InstanceTag::new`]
+    /// makes them). `None` for every other name, such as `{name}2#…`, `{name}#x#…`, an upper-case
+    /// or longer id, or `{name}-probe`.
+    pub fn sibling_id<'a>(&self, application_name: &'a str) -> Option<&'a str> {
+        let id = application_name
+            .strip_prefix(self.name.as_str())?
+            .strip_prefix('#')?;
+        let valid = id.len() == ID_LEN
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then_some(id)
+    }
 }
 
 impl fmt::Display for InstanceTag {
@@ -104,9 +128,8 @@ pub struct BackendRow {
 /// Which backends count as orphans.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrphanPolicy {
-    /// Only tagged names starting with this are considered (normally the tag's name part).
-    pub app_name_prefix: String,
-    /// This live instance; its backends are never selected.
+    /// This live instance: only backends tagged with exactly its name (and another instance's
+    /// id) are considered; its own backends are never selected.
     pub own_instance_tag: InstanceTag,
     /// Minimum time idle before a backend is an orphan. Default 5 minutes.
     pub idle_threshold: Duration,
@@ -116,10 +139,9 @@ impl OrphanPolicy {
     /// Default threshold for [`OrphanPolicy::idle_threshold`].
     pub const DEFAULT_IDLE_THRESHOLD: Duration = Duration::from_secs(300);
 
-    /// A policy for `own` with its own name as prefix and the default 5-minute threshold.
+    /// A policy for `own` with the default 5-minute threshold.
     pub fn for_instance(own: InstanceTag) -> OrphanPolicy {
         OrphanPolicy {
-            app_name_prefix: own.name().to_owned(),
             own_instance_tag: own,
             idle_threshold: OrphanPolicy::DEFAULT_IDLE_THRESHOLD,
         }
@@ -127,15 +149,14 @@ impl OrphanPolicy {
 
     /// True if this row is an orphan to terminate.
     pub fn is_orphan(&self, row: &BackendRow) -> bool {
-        let Some(tag) = InstanceTag::parse(&row.application_name) else {
+        let Some(id) = self.own_instance_tag.sibling_id(&row.application_name) else {
             return false;
         };
         let idle = matches!(
             row.state.as_str(),
             "idle" | "idle in transaction" | "idle in transaction (aborted)"
         );
-        row.application_name.starts_with(&self.app_name_prefix)
-            && tag.instance_id() != self.own_instance_tag.instance_id()
+        id != self.own_instance_tag.instance_id()
             && idle
             && row.state_change_age > self.idle_threshold
     }

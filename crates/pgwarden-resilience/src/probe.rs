@@ -15,6 +15,13 @@ use crate::failure::{Failure, FailureKind};
 pub trait Probe: Send + Sync + 'static {
     /// Checks the upstream once; must finish in bounded time (apply your own timeout).
     fn probe(&self) -> impl Future<Output = Result<(), Failure>> + Send;
+
+    /// Checks the upstream without relying on anything the probe remembers (a recent login,
+    /// say); run after `force_check()` and `reset()`. Defaults to [`Probe::probe`], for probes
+    /// that cache nothing.
+    fn probe_uncached(&self) -> impl Future<Output = Result<(), Failure>> + Send {
+        self.probe()
+    }
 }
 
 /// Checks that `host:port` accepts a TCP connection within `probe_timeout`, then closes it.

@@ -16,7 +16,7 @@ use crate::breaker::{Admission, Unavailable};
 use crate::failure::Failure;
 use crate::monitor::{MonitorConfig, UpstreamMonitor};
 use crate::probe::Probe;
-use crate::status::{StatusSummary, UpstreamState};
+use crate::status::{OrphanCleanup, StatusSummary, UpstreamState};
 use crate::transition::{Severity, Transition, TransitionEvent};
 
 /// Transitions kept for slow broadcast subscribers before they see `Lagged`.
@@ -122,17 +122,31 @@ impl<P: Probe> Prober<P> {
                 _ = self.shared.wake.notified() => continue,
                 _ = sleep_until(next) => {}
             }
-            if !self.shared.monitor().probe_due(now()) {
-                continue;
-            }
+            let uncached = {
+                let mut monitor = self.shared.monitor();
+                if !monitor.probe_due(now()) {
+                    continue;
+                }
+                monitor.begin_probe(now())
+            };
             let outcome = tokio::select! {
                 _ = cancel.cancelled() => return,
-                outcome = self.probe.probe() => outcome,
+                outcome = self.probe(uncached) => outcome,
             };
             self.shared.update(|monitor, now| match outcome {
                 Ok(()) => monitor.on_probe_success(now),
                 Err(failure) => monitor.on_probe_failure(now, failure),
             });
+        }
+    }
+}
+
+impl<P: Probe> Prober<P> {
+    async fn probe(&self, uncached: bool) -> Result<(), crate::Failure> {
+        if uncached {
+            self.probe.probe_uncached().await
+        } else {
+            self.probe.probe().await
         }
     }
 }
@@ -185,13 +199,14 @@ impl ProberHandle {
         }
     }
 
-    /// Probe now, keeping the backoff position.
+    /// Probe now, keeping the backoff position; the probe bypasses its caches
+    /// ([`Probe::probe_uncached`]).
     pub fn force_check(&self) {
         self.shared.monitor().force_check(now());
         self.shared.wake.notify_one();
     }
 
-    /// Forget failures and probe now.
+    /// Forget failures and probe now, bypassing caches like [`ProberHandle::force_check`].
     pub fn reset(&self) {
         self.shared.monitor().reset(now());
         self.shared.wake.notify_one();
@@ -208,12 +223,22 @@ impl ProberHandle {
             .update(|monitor, now| monitor.on_client_success(now));
     }
 
-    /// Reports a failed client attempt to the breaker.
+    /// Reports a failed client attempt to the breaker; brings a probe forward to confirm it
+    /// (see [`UpstreamMonitor::on_client_failure`]).
     pub fn report_client_failure(&self, failure: &Failure) {
         let due = self.shared.monitor().on_client_failure(now(), failure);
         if due {
             self.shared.wake.notify_one();
         }
+    }
+
+    /// Records the latest orphan cleanup for [`StatusSummary::last_orphan_cleanup`] and
+    /// publishes the refreshed status.
+    pub fn report_orphan_cleanup(&self, cleanup: OrphanCleanup) {
+        self.shared.update(|monitor, _| {
+            monitor.on_orphan_cleanup(cleanup);
+            None
+        });
     }
 
     /// Whether a client attempt would be admitted now, without taking the breaker's half-open

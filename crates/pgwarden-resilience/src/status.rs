@@ -1,7 +1,7 @@
 //! What the monitor knows about the upstream: its state and a status snapshot.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::breaker::BreakerState;
 use crate::failure::{Failure, FailureKind};
@@ -61,7 +61,20 @@ impl Environment {
     }
 }
 
-/// A snapshot of the monitor for `/ready`, the status API and the admin console.
+/// What the latest orphan cleanup found and did (see [`crate::select_orphans`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanCleanup {
+    /// Backends of other (dead) instances idle past the threshold.
+    pub found: usize,
+    /// Of those, terminated.
+    pub terminated: usize,
+    /// Of those, not terminated for lack of privilege (`pg_signal_backend`).
+    pub denied: usize,
+    /// When the cleanup finished (wall clock, for people).
+    pub at: SystemTime,
+}
+
+/// A snapshot of the monitor for status pages and logs (`ProberHandle::summary`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusSummary {
     /// Current state.
@@ -82,4 +95,6 @@ pub struct StatusSummary {
     pub last_error: Option<Failure>,
     /// When the state last changed; `None` while still `Unknown`.
     pub changed_at: Option<Instant>,
+    /// The latest orphan cleanup; `None` until one ran (and reported itself).
+    pub last_orphan_cleanup: Option<OrphanCleanup>,
 }

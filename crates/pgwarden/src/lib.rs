@@ -9,6 +9,7 @@
 //! - [`global`] (`global.rs`): the optional process-wide instance.
 //! - [`pg`]: the PostgreSQL connector on tokio-postgres; its socket is watched by the protocol
 //!   crate's transaction tracker so a connection dropped mid-transaction is never reused dirty.
+//! - `orphans.rs`: orphan cleanup — backends of crashed earlier instances, terminated.
 //! - `redis_pool.rs`: the Redis connector on the `redis` crate.
 //! - [`Error`] (`error.rs`): what callers get back, with SQLSTATEs where the server gave one.
 //!
@@ -32,6 +33,7 @@
 pub mod config;
 mod error;
 mod global;
+mod orphans;
 pub mod pg;
 mod redis_pool;
 pub mod upstream;

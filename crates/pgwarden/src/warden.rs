@@ -7,18 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use pgwarden_pool::{CloseReport, Pool, PoolConfig, PoolStats, Pooled};
-use pgwarden_resilience::{
-    select_orphans, BackendRow, InstanceTag, OrphanPolicy, Prober, ProberHandle, StatusSummary,
-    TransitionEvent, ORPHAN_QUERY, TERMINATE_SQL,
-};
+use pgwarden_resilience::{InstanceTag, Prober, ProberHandle, StatusSummary, TransitionEvent};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, ToStatement};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::error::Error;
+use crate::orphans::OrphanCleaner;
+pub use crate::orphans::OrphanReport;
 use crate::pg::{PgConnector, PgConnectorOptions};
 use crate::redis_pool::RedisConnector;
 
@@ -50,27 +48,14 @@ pub struct Warden {
     tag: InstanceTag,
     /// The upstream's prober, started with the PostgreSQL pool.
     upstream: OnceLock<UpstreamWatch>,
-    /// The last orphan cleanup.
-    orphans: Mutex<Option<OrphanReport>>,
+    /// Runs orphan cleanups and keeps the last report.
+    orphans: OrphanCleaner,
 }
 
 /// The running prober and what stops it.
 struct UpstreamWatch {
     handle: ProberHandle,
     cancel: CancellationToken,
-}
-
-/// What an orphan cleanup found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OrphanReport {
-    /// Backends of other (dead) instances idle past the threshold.
-    pub found: usize,
-    /// Of those, terminated.
-    pub terminated: usize,
-    /// Of those, not terminated for lack of privilege.
-    pub denied: usize,
-    /// Their process ids.
-    pub pids: Vec<i32>,
 }
 
 impl std::fmt::Debug for Warden {
@@ -128,6 +113,11 @@ impl Warden {
         let mut redis_config = pool_config(REDIS, &settings);
         redis_config.max_size = settings.redis.max_size.max(1);
         redis_config.min_idle = 0;
+        let orphans = OrphanCleaner::new(
+            pg_connector.clone(),
+            tag.clone(),
+            settings.resilience.orphan_idle_threshold,
+        );
         Ok(Warden {
             settings,
             pg_connector,
@@ -139,7 +129,7 @@ impl Warden {
             shutting_down: AtomicBool::new(false),
             tag,
             upstream: OnceLock::new(),
-            orphans: Mutex::new(None),
+            orphans,
         })
     }
 
@@ -209,69 +199,19 @@ impl Warden {
         &self.tag
     }
 
-    /// The last orphan cleanup's report, if one ran.
+    /// The last orphan cleanup's report, if one ran. Its counts also appear in
+    /// [`Warden::upstream_status`] (`last_orphan_cleanup`).
     pub fn last_orphan_report(&self) -> Option<OrphanReport> {
-        self.orphans.lock().clone()
+        self.orphans.last()
     }
 
-    /// Finds backends left by other (crashed) instances of this application — tagged with our
-    /// name but another instance id, idle (or idle in transaction) longer than
-    /// `orphan_idle_threshold` — and terminates them. Other applications' backends and this
-    /// instance's own are never touched. Without the privilege, logs one warning naming the
-    /// grant that would allow it.
+    /// Finds backends left by other (crashed) instances of this application — tagged with
+    /// exactly our name and another instance id, idle (or idle in transaction) longer than
+    /// `orphan_idle_threshold` — and terminates them. Other applications' backends (including
+    /// names that merely start with ours) and this instance's own are never touched. Without the
+    /// privilege, logs one warning naming the grant that would allow it.
     pub async fn cleanup_orphans(&self) -> Result<OrphanReport, Error> {
-        let conn = self.pg_connector.connect_unpooled().await?;
-        let prefix = format!("{}#", self.tag.name());
-        let rows = conn.client().query(ORPHAN_QUERY, &[&prefix]).await?;
-        let rows: Vec<BackendRow> = rows
-            .iter()
-            .map(|r| BackendRow {
-                pid: r.get(0),
-                application_name: r.get::<_, Option<String>>(1).unwrap_or_default(),
-                state: r.get::<_, Option<String>>(2).unwrap_or_default(),
-                state_change_age: Duration::from_secs_f64(
-                    r.get::<_, Option<f64>>(3).unwrap_or(0.0).max(0.0),
-                ),
-                backend_start: None,
-            })
-            .collect();
-        let policy = OrphanPolicy {
-            app_name_prefix: self.tag.name().to_string(),
-            own_instance_tag: self.tag.clone(),
-            idle_threshold: self.settings.resilience.orphan_idle_threshold,
-        };
-        let pids = select_orphans(&rows, &policy);
-        let mut report = OrphanReport {
-            found: pids.len(),
-            pids: pids.clone(),
-            ..OrphanReport::default()
-        };
-        for pid in pids {
-            match conn.client().query_one(TERMINATE_SQL, &[&pid]).await {
-                Ok(row) if row.get::<_, Option<bool>>(0).unwrap_or(false) => report.terminated += 1,
-                Ok(_) => {}
-                Err(e) if e.code().is_some_and(|c| c.code() == "42501") => report.denied += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if report.denied > 0 {
-            tracing::warn!(
-                denied = report.denied,
-                "found {} orphaned server connections of earlier instances but may not terminate them; \
-                 GRANT pg_signal_backend TO {} would allow it",
-                report.denied,
-                self.pg_connector.user()
-            );
-        } else if report.found > 0 {
-            tracing::info!(
-                terminated = report.terminated,
-                "terminated {} orphaned server connections left by earlier instances",
-                report.terminated
-            );
-        }
-        conn.close().await;
-        *self.orphans.lock() = Some(report.clone());
-        Ok(report)
+        self.orphans.run(Some(self.upstream())).await
     }
 
     /// Creates the PostgreSQL pool and waits (up to the connect timeout) until `min_size`
@@ -282,8 +222,17 @@ impl Warden {
         match crate::upstream::wait_for_upstream(&probe, &policy).await {
             crate::upstream::StartupOutcome::Ready => {}
             crate::upstream::StartupOutcome::Degraded(_) => {
-                // Start without it; the prober keeps looking and the pool warms on recovery.
+                // Start without it; the prober keeps looking, the pool warms on recovery, and
+                // the orphan cleanup start-up would have done runs then.
                 self.postgres_pool();
+                if self.settings.resilience.orphan_cleanup {
+                    let watch = self.upstream_watch();
+                    tokio::spawn(
+                        self.orphans
+                            .clone()
+                            .run_on_recovery(watch.handle.clone(), watch.cancel.clone()),
+                    );
+                }
                 return Ok(());
             }
             crate::upstream::StartupOutcome::Refused(failure) => {

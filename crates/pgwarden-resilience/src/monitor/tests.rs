@@ -332,3 +332,79 @@ fn client_demand_brings_the_next_probe_forward_at_most_once_a_second() {
     let back = monitor.on_probe_success(asked).unwrap();
     assert!(matches!(back.event, TransitionEvent::Available { .. }));
 }
+
+#[test]
+fn a_failed_client_attempt_while_healthy_brings_a_probe_forward() {
+    let t0 = Instant::now();
+    let mut monitor = UpstreamMonitor::new(config(Environment::Production), t0);
+    monitor.on_probe_success(t0);
+    assert_eq!(monitor.next_probe_at(), Some(t0 + secs(10)));
+    // The breaker is still closed (one failure of five) and the state still Available, yet the
+    // failure is worth a look: as soon as the 5 s success cache runs out, not at the 10 s tick.
+    assert!(monitor.on_client_failure(t0 + secs(2), &refused()));
+    assert_eq!(monitor.breaker_state(), BreakerState::Closed);
+    assert_eq!(monitor.state(), UpstreamState::Available);
+    assert_eq!(monitor.next_probe_at(), Some(t0 + secs(5)));
+    // Past the cache: due at once.
+    monitor.on_probe_success(t0 + secs(5));
+    assert!(monitor.on_client_failure(t0 + secs(11), &refused()));
+    assert!(monitor.probe_due(t0 + secs(11)));
+}
+
+#[test]
+fn client_failures_bring_at_most_one_probe_forward() {
+    let t0 = Instant::now();
+    let mut monitor = UpstreamMonitor::new(config(Environment::Production), t0);
+    monitor.on_probe_success(t0);
+    // A probe is running: failures meanwhile schedule nothing more.
+    assert!(monitor.probe_due(t0 + secs(10)));
+    assert!(
+        !monitor.begin_probe(t0 + secs(10)),
+        "a cached probe is fine"
+    );
+    let before = monitor.next_probe_at();
+    monitor.on_client_failure(t0 + secs(11), &refused());
+    assert_eq!(monitor.next_probe_at(), before);
+    monitor.on_probe_failure(t0 + secs(12), refused());
+    let scheduled = monitor.next_probe_at();
+    assert_eq!(scheduled, Some(t0 + secs(22)));
+    // Suspect now: further failures bring it forward to one second after that probe, no nearer.
+    monitor.on_client_failure(t0 + secs(12), &refused());
+    monitor.on_client_failure(t0 + secs(12), &refused());
+    assert_eq!(monitor.next_probe_at(), Some(t0 + secs(13)));
+}
+
+#[test]
+fn force_check_and_reset_ask_for_an_uncached_probe_once() {
+    let t0 = Instant::now();
+    let mut monitor = UpstreamMonitor::new(config(Environment::Production), t0);
+    assert!(!monitor.begin_probe(t0));
+    monitor.on_probe_success(t0);
+    assert!(monitor.cached_available(t0 + secs(1)));
+    monitor.force_check(t0 + secs(1));
+    assert!(
+        !monitor.cached_available(t0 + secs(1)),
+        "a forced check trusts nothing"
+    );
+    assert!(monitor.begin_probe(t0 + secs(1)), "forced: uncached");
+    monitor.on_probe_success(t0 + secs(1));
+    assert!(!monitor.begin_probe(t0 + secs(11)), "only once");
+    monitor.on_probe_success(t0 + secs(11));
+    monitor.reset(t0 + secs(12));
+    assert!(monitor.begin_probe(t0 + secs(12)), "reset: uncached");
+}
+
+#[test]
+fn orphan_cleanup_shows_in_the_summary() {
+    let t0 = Instant::now();
+    let mut monitor = UpstreamMonitor::new(config(Environment::Production), t0);
+    assert_eq!(monitor.summary(t0).last_orphan_cleanup, None);
+    let cleanup = OrphanCleanup {
+        found: 3,
+        terminated: 2,
+        denied: 1,
+        at: std::time::SystemTime::UNIX_EPOCH,
+    };
+    monitor.on_orphan_cleanup(cleanup.clone());
+    assert_eq!(monitor.summary(t0).last_orphan_cleanup, Some(cleanup));
+}

@@ -81,3 +81,46 @@ fn threshold_is_configurable() {
     let rows = [row(5, "pgwarden#1111bbbb", "idle", 11)];
     assert_eq!(select_orphans(&rows, &policy), vec![5]);
 }
+
+#[test]
+fn names_that_only_start_like_ours_are_not_ours() {
+    let own = InstanceTag::parse("pgwarden#0000aaaa").expect("tag");
+    let policy = OrphanPolicy::for_instance(own);
+    let rows = [
+        row(1, "pgwarden2#deadbeef", "idle", 3600), // another application, longer name
+        row(2, "pgwarden#x#deadbeef", "idle", 3600), // name "pgwarden#x", not ours
+        row(3, "pgwarden-probe", "idle", 3600),     // our probe's untagged logins
+        row(4, "pgwarden#DEADBEEF", "idle", 3600),  // upper case: never made by pgwarden
+        row(5, "pgwarden#deadbeef0", "idle", 3600), // id too long
+        row(6, "pgwarden#deadbee", "idle", 3600),   // id too short
+        row(7, "pgwarden#deadbeef ", "idle", 3600), // trailing space
+        row(8, "xpgwarden#deadbeef", "idle", 3600), // prefix before our name
+        row(9, "pgwarden#deadbeef", "idle", 3600),  // the only orphan
+    ];
+    assert_eq!(select_orphans(&rows, &policy), vec![9]);
+}
+
+#[test]
+fn a_name_with_a_separator_is_matched_exactly_too() {
+    // Another application called "app#x" has tags "app#x#{id}"; an instance named "app" must
+    // leave them alone, and the reverse holds as well.
+    let app = OrphanPolicy::for_instance(InstanceTag::parse("app#0000aaaa").expect("tag"));
+    let app_x = OrphanPolicy::for_instance(InstanceTag::parse("app#x#0000aaaa").expect("tag"));
+    let rows = [
+        row(1, "app#x#deadbeef", "idle", 3600),
+        row(2, "app#deadbeef", "idle", 3600),
+    ];
+    assert_eq!(select_orphans(&rows, &app), vec![2]);
+    assert_eq!(select_orphans(&rows, &app_x), vec![1]);
+}
+
+#[test]
+fn sibling_id_and_query_prefix() {
+    let own = InstanceTag::parse("pgwarden#0000aaaa").expect("tag");
+    assert_eq!(own.query_prefix(), "pgwarden#");
+    assert_eq!(own.sibling_id("pgwarden#1234abcd"), Some("1234abcd"));
+    assert_eq!(own.sibling_id("pgwarden#0000aaaa"), Some("0000aaaa"));
+    assert_eq!(own.sibling_id("pgwarden2#1234abcd"), None);
+    assert_eq!(own.sibling_id("pgwarden"), None);
+    assert_eq!(own.sibling_id("pgwarden#"), None);
+}

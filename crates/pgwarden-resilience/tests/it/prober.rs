@@ -173,3 +173,74 @@ async fn reset_probes_at_once_and_cancel_stops_probing() {
     sleep(secs(3600)).await;
     assert_eq!(probe.calls(), 5, "no probes after cancellation");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_client_connect_brings_the_probe_forward() {
+    let probe = FakeProbe::new(Ok(()));
+    let prober = Prober::new(probe.clone(), config(Environment::Production));
+    let handle = prober.handle();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(prober.run(cancel.clone()));
+
+    sleep(secs(12)).await; // healthy probes at 0 and 10; the next tick is due at 20
+    assert_eq!(probe.calls(), 2);
+    // The server crashes; a client's connect fails. State Available, breaker closed (1 of 5).
+    probe.set(refused());
+    let failure = Failure::new(FailureKind::Refused, "connection refused");
+    handle.report_client_failure(&failure);
+    // Still within the 5 s success cache of the probe at 10: no probe yet.
+    sleep(Duration::from_millis(2900)).await; // 14.9 s
+    assert_eq!(
+        probe.calls(),
+        2,
+        "the success at 10 s is trusted until 15 s"
+    );
+    // Many more failures meanwhile still make one probe, at 15 s, not one each.
+    for _ in 0..10 {
+        handle.report_client_failure(&failure);
+    }
+    sleep(Duration::from_millis(200)).await; // 15.1 s
+    assert_eq!(
+        probe.calls(),
+        3,
+        "one probe at 15 s, five seconds before the tick"
+    );
+    assert_eq!(
+        handle.state(),
+        UpstreamState::Unavailable {
+            reason: FailureKind::Refused
+        }
+    );
+
+    cancel.cancel();
+    task.await.expect("prober task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_doubles_up_to_the_600_s_cap_and_stays_there() {
+    let probe = FakeProbe::new(refused());
+    let prober = Prober::new(probe.clone(), config(Environment::Production));
+    let handle = prober.handle();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(prober.run(cancel.clone()));
+
+    // Probes at 0, 10, 30, 70, 150, 310, 630, 1230, 1830: check just after each one.
+    let mut delays = Vec::new();
+    let mut at = 0;
+    for delay in [10, 20, 40, 80, 160, 320, 600, 600] {
+        sleep(secs(1)).await;
+        assert_eq!(probe.calls(), delays.len() as u32 + 1, "probed at {at} s");
+        let summary = handle.summary();
+        delays.push(summary.current_retry_delay.expect("retrying").as_secs());
+        assert_eq!(summary.next_probe_in, Some(secs(delay - 1)));
+        at += delay;
+        sleep(secs(delay - 1)).await;
+    }
+    assert_eq!(delays, [10, 20, 40, 80, 160, 320, 600, 600]);
+    sleep(secs(1)).await;
+    assert_eq!(probe.calls(), 9);
+    assert_eq!(handle.summary().current_retry_delay, Some(secs(600)));
+
+    cancel.cancel();
+    task.await.expect("prober task");
+}

@@ -1,7 +1,7 @@
 //! [`PgLoginProbe`]: the library's upstream probe. A TCP connect first (cheap; tells refused,
-//! timeout and DNS apart), then, when the last login is more than a minute old or the last
-//! probe failed, a real login — the only way to tell a wrong password (28P01) or a missing
-//! database (3D000) from an outage.
+//! timeout and DNS apart), then, when the last login is more than a minute old, the last
+//! probe failed, or the check was forced (`force_check()`, `reset()`), a real login — the only
+//! way to tell a wrong password (28P01) or a missing database (3D000) from an outage.
 
 use std::time::Duration;
 
@@ -53,14 +53,16 @@ impl PgLoginProbe {
     }
 }
 
-impl Probe for PgLoginProbe {
-    async fn probe(&self) -> Result<(), Failure> {
+impl PgLoginProbe {
+    /// TCP, then a login unless one succeeded within [`LOGIN_EVERY`] and `trust_recent_login`.
+    async fn check(&self, trust_recent_login: bool) -> Result<(), Failure> {
         let result = async {
             self.tcp.probe().await?;
-            let fresh = self
-                .last_login
-                .lock()
-                .is_some_and(|at| at.elapsed() < LOGIN_EVERY);
+            let fresh = trust_recent_login
+                && self
+                    .last_login
+                    .lock()
+                    .is_some_and(|at| at.elapsed() < LOGIN_EVERY);
             if !fresh {
                 self.login().await?;
                 *self.last_login.lock() = Some(Instant::now());
@@ -72,5 +74,16 @@ impl Probe for PgLoginProbe {
             *self.last_login.lock() = None;
         }
         result
+    }
+}
+
+impl Probe for PgLoginProbe {
+    async fn probe(&self) -> Result<(), Failure> {
+        self.check(true).await
+    }
+
+    /// Always logs in: a forced check must see a password changed a moment ago.
+    async fn probe_uncached(&self) -> Result<(), Failure> {
+        self.check(false).await
     }
 }
