@@ -1,6 +1,8 @@
 //! Calm resilience against a real cluster: the upstream down at start (development pauses,
 //! production keeps trying, required refuses), kill -9 under load and restart on the same
-//! port, configuration errors classified, orphans of a dead instance terminated.
+//! port, configuration errors classified, forced checks that really log in, fail-fast while
+//! the breaker is open, orphans of a dead instance terminated (at start-up, or once the
+//! upstream is back after a degraded start).
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -247,17 +249,21 @@ async fn orphans_of_a_dead_instance_are_terminated_and_others_spared() {
     let cluster = PgCluster::builder().start().unwrap();
     let admin = cluster.connect_superuser().await;
     // A "previous instance" of the same application left idle backends behind, plus an idle
-    // backend of another application and an active one of the dead instance.
+    // backend of another application and an active one of the dead instance. Two other
+    // applications' tags merely start with our name ("orphan-app2", "orphan-app#x"): spared.
     let mut planted = Vec::new();
     for app in [
         "orphan-app#deadbeef",
         "orphan-app#deadbeef",
         "someone-else",
         "orphan-app",
+        "orphan-app2#deadbeef",
+        "orphan-app#x#deadbeef",
     ] {
         let url = format!(
-            "{}?application_name={app}",
-            cluster.url("postgres", "postgres")
+            "{}?application_name={}",
+            cluster.url("postgres", "postgres"),
+            app.replace('#', "%23")
         );
         let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
@@ -265,6 +271,16 @@ async fn orphans_of_a_dead_instance_are_terminated_and_others_spared() {
         tokio::spawn(conn);
         planted.push(c);
     }
+    // One of the dead instance's backends was left inside a transaction: an orphan too.
+    let url = format!(
+        "{}?application_name=orphan-app%23cafebabe",
+        cluster.url("postgres", "postgres")
+    );
+    let (in_tx, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    in_tx.batch_execute("BEGIN; SELECT 1").await.unwrap();
     let busy = {
         let url = format!(
             "{}?application_name=orphan-app%23deadbeef",
@@ -287,8 +303,17 @@ async fn orphans_of_a_dead_instance_are_terminated_and_others_spared() {
     );
     warden.init().await.unwrap();
     let report = warden.last_orphan_report().expect("cleanup ran at init");
-    assert_eq!(report.found, 2, "{report:?}");
-    assert_eq!(report.terminated, 2);
+    assert_eq!(report.found, 3, "{report:?}");
+    assert_eq!(report.terminated, 3);
+    let summary = warden
+        .upstream_status()
+        .and_then(|s| s.last_orphan_cleanup)
+        .expect("counts in the status summary");
+    assert_eq!(
+        (summary.found, summary.terminated, summary.denied),
+        (3, 3, 0)
+    );
+    assert!(summary.at.elapsed().unwrap() < Duration::from_secs(60));
     let left: Vec<String> = admin
         .query("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'orphan-app%' OR application_name = 'someone-else' ORDER BY 1", &[])
         .await
@@ -303,6 +328,17 @@ async fn orphans_of_a_dead_instance_are_terminated_and_others_spared() {
         "untagged backend spared: {left:?}"
     );
     assert!(left.contains(&own), "own connection spared: {left:?}");
+    for other in ["orphan-app2#deadbeef", "orphan-app#x#deadbeef"] {
+        assert!(
+            left.contains(&other.to_string()),
+            "{other} is another application's: {left:?}"
+        );
+    }
+    assert!(
+        !left.contains(&"orphan-app#cafebabe".to_string()),
+        "idle in transaction terminated: {left:?}"
+    );
+    assert!(in_tx.simple_query("SELECT 1").await.is_err());
     assert_eq!(
         left.iter()
             .filter(|a| a.as_str() == "orphan-app#deadbeef")
@@ -317,4 +353,156 @@ async fn orphans_of_a_dead_instance_are_terminated_and_others_spared() {
     let _ = PoolError::Closed {
         pool: String::new(),
     };
+}
+
+#[tokio::test]
+async fn with_the_breaker_open_a_caller_fails_fast_not_after_the_acquire_timeout() {
+    let warden = Warden::new(settings(
+        &dead_url(),
+        &[
+            ("environment", "production"),
+            ("resilience.startup_attempts", "1"),
+            ("resilience.breaker_threshold", "1"),
+            ("pool.min_size", "0"),
+            ("pool.acquire_timeout", "5s"),
+        ],
+    ))
+    .unwrap();
+    warden.init().await.expect("starts degraded");
+    // The first probe fails and opens the breaker; the next try is ~10 s away.
+    let open = eventually(Duration::from_secs(5), || async {
+        warden
+            .upstream_status()
+            .is_some_and(|s| s.breaker == pgwarden_resilience::BreakerState::Open)
+    })
+    .await;
+    assert!(open, "{:?}", warden.upstream_status());
+    let started = Instant::now();
+    let err = warden.connection().await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(1), "waited {waited:?}");
+    assert!(
+        matches!(err, Error::Pool(PoolError::Unavailable { .. })),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("upstream unavailable since"), "{text}");
+    assert!(text.contains(", next try in "), "{text}");
+    assert!(text.contains("refused"), "{text}");
+}
+
+#[tokio::test]
+async fn force_check_and_reset_log_in_instead_of_trusting_the_last_login() {
+    let cluster = PgCluster::builder()
+        .auth(pgwarden_testkit::Auth::Password {
+            superuser_password: "su".into(),
+        })
+        .start()
+        .unwrap();
+    cluster.create_role("app", Some("right"), false).unwrap();
+    let warden = Warden::new(settings(
+        &cluster.url_with_password("postgres", "app", "right"),
+        &[
+            ("upstream.application_name", "forced-check"),
+            ("environment", "production"),
+            ("pool.min_size", "0"),
+        ],
+    ))
+    .unwrap();
+    warden.init().await.unwrap();
+    let state_is = |want: UpstreamState| {
+        let warden = &warden;
+        async move {
+            eventually(Duration::from_secs(5), || async {
+                warden.upstream_status().is_some_and(|s| s.state == want)
+            })
+            .await
+        }
+    };
+    let auth_failed = UpstreamState::Unavailable {
+        reason: FailureKind::AuthFailed,
+    };
+    assert!(state_is(UpstreamState::Available).await);
+
+    // The password changes; TCP still answers and the last login is seconds old. A forced
+    // check must log in and see it.
+    cluster.psql("ALTER ROLE app PASSWORD 'changed'").unwrap();
+    warden.upstream().force_check();
+    assert!(
+        state_is(auth_failed).await,
+        "force_check: {:?}",
+        warden.upstream_status()
+    );
+
+    cluster.psql("ALTER ROLE app PASSWORD 'right'").unwrap();
+    warden.upstream().force_check();
+    assert!(state_is(UpstreamState::Available).await);
+
+    // The same for reset(), right after a successful login.
+    cluster.psql("ALTER ROLE app PASSWORD 'changed'").unwrap();
+    warden.upstream().reset();
+    assert!(
+        state_is(auth_failed).await,
+        "reset: {:?}",
+        warden.upstream_status()
+    );
+}
+
+#[tokio::test]
+async fn orphans_are_cleaned_once_the_upstream_is_back_after_a_degraded_start() {
+    let mut cluster = PgCluster::builder().start().unwrap();
+    cluster.stop().unwrap();
+    let warden = warden(
+        &cluster,
+        "late-orphans",
+        &[
+            ("environment", "production"),
+            ("resilience.startup_attempts", "1"),
+            ("resilience.orphan_idle_threshold", "1s"),
+            // The prober's next look after the failed first probe is a minute away.
+            ("retry.initial_delay", "60s"),
+            ("pool.min_size", "0"),
+        ],
+    );
+    warden.init().await.expect("starts degraded");
+    let probed = eventually(Duration::from_secs(5), || async {
+        warden
+            .upstream_status()
+            .is_some_and(|s| s.consecutive_failures == 1)
+    })
+    .await;
+    assert!(probed, "{:?}", warden.upstream_status());
+    assert!(warden.last_orphan_report().is_none());
+
+    cluster.start_again().unwrap();
+    let url = format!(
+        "{}?application_name=late-orphans%23deadbeef",
+        cluster.url("postgres", "postgres")
+    );
+    let (orphan, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        warden.last_orphan_report().is_none(),
+        "no cleanup before the upstream is seen"
+    );
+
+    // The prober sees the upstream (here: asked to look now) and the cleanup follows.
+    warden.upstream().force_check();
+    let cleaned = eventually(Duration::from_secs(10), || async {
+        warden.last_orphan_report().is_some()
+    })
+    .await;
+    assert!(cleaned, "{:?}", warden.upstream_status());
+    let report = warden.last_orphan_report().unwrap();
+    assert_eq!((report.found, report.terminated), (1, 1), "{report:?}");
+    let summary = warden.upstream_status().unwrap().last_orphan_cleanup;
+    assert_eq!(
+        summary.map(|s| (s.found, s.terminated, s.denied)),
+        Some((1, 1, 0))
+    );
+    assert!(orphan.simple_query("SELECT 1").await.is_err());
+    assert_eq!(cluster.count_backends("late-orphans#deadbeef").await, 0);
 }
