@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use parking_lot::{Mutex, RwLock};
 use pgwarden_pool::{Connector, ReleaseState};
 use pgwarden_protocol::TransactionTracker;
-use pgwarden_resilience::ProberHandle;
+use pgwarden_resilience::{FailureKind, ProberHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -182,6 +182,26 @@ impl ServerConnector {
     }
 }
 
+/// Whether a failed connect tells something about the upstream's availability, and so counts
+/// for the breaker every pool shares: no answer or a broken socket (refused, reset, timeout),
+/// or the server saying it cannot take anyone now (too many connections, starting up, shutting
+/// down). A missing database, an unknown role, a wrong password, an unsupported authentication
+/// method or missing privileges concern one (database, user) pair only; the database cap and
+/// the breaker's own refusal are ours.
+fn says_upstream_is_away(error: &ServerError) -> bool {
+    match error {
+        ServerError::Io(_) | ServerError::Timeout(_) => true,
+        ServerError::Rejected(_) => matches!(
+            error.failure().kind,
+            FailureKind::TooManyConnections | FailureKind::StartingUp | FailureKind::ShuttingDown
+        ),
+        ServerError::Protocol(_)
+        | ServerError::Auth(_)
+        | ServerError::Unavailable(_)
+        | ServerError::DatabaseLimit { .. } => false,
+    }
+}
+
 impl Connector for ServerConnector {
     type Connection = ServerConnection;
     type Error = ServerError;
@@ -200,9 +220,10 @@ impl Connector for ServerConnector {
         if let Some(upstream) = &self.inner.upstream {
             match &result {
                 Ok(_) => upstream.report_client_success(),
-                // The database cap is ours, not the upstream's: it says nothing of its health.
-                Err(ServerError::DatabaseLimit { .. } | ServerError::Unavailable(_)) => {}
-                Err(e) => upstream.report_client_failure(&e.failure()),
+                Err(e) if says_upstream_is_away(e) => upstream.report_client_failure(&e.failure()),
+                // This pool's settings or a client's credentials: the client hears about it,
+                // the breaker shared by everyone does not.
+                Err(_) => {}
             }
         }
         result
@@ -263,5 +284,48 @@ impl Connector for ServerConnector {
         // A client is asking: let the prober look now rather than on its schedule.
         upstream.client_demand();
         Some(unavailable.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pgwarden_protocol::response::ErrorFields;
+
+    use super::*;
+
+    fn rejected(code: &str) -> ServerError {
+        ServerError::Rejected(ErrorFields::new("FATAL", code, "no"))
+    }
+
+    #[test]
+    fn only_availability_failures_count_for_the_breaker() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        for away in [
+            ServerError::Io(refused),
+            ServerError::Io(reset),
+            ServerError::Timeout(Duration::from_secs(1)),
+            rejected("53300"),
+            rejected("57P03"),
+            rejected("57P01"),
+            rejected("57P02"),
+        ] {
+            assert!(says_upstream_is_away(&away), "{away}");
+        }
+        for config in [
+            rejected("3D000"),
+            rejected("28P01"),
+            rejected("28000"),
+            rejected("42501"),
+            rejected("55000"),
+            ServerError::Auth("no password known".into()),
+            ServerError::Unavailable("breaker open".into()),
+            ServerError::DatabaseLimit {
+                database: "app".into(),
+                max: 1,
+            },
+        ] {
+            assert!(!says_upstream_is_away(&config), "{config}");
+        }
     }
 }

@@ -7,6 +7,7 @@ mod common;
 
 mod auth;
 mod basic;
+mod breaker;
 mod cap;
 mod drivers;
 mod errors;
