@@ -18,6 +18,7 @@ use pgwarden_protocol::Header;
 
 use super::{error_message, fatal, ClientStatement, Session, SessionEnd};
 use crate::config::PoolMode;
+use crate::params::SessionParams;
 use crate::responses::{Disposition, Expect, ResponsePlan};
 use crate::server::ServerConnection;
 
@@ -274,15 +275,32 @@ impl Session {
             }
             self.to_server.extend_from_slice(frame);
             self.plan.push(Expect::Query, true);
-            if let Some(server) = self.server.as_deref_mut() {
-                server.params = self.params.clone();
-                server.params_owner = Some((self.id, self.params_version));
-            }
+            self.follow_session_change(&text);
             return Ok(());
         }
         self.to_server.extend_from_slice(frame);
         self.plan.push(Expect::Query, true);
         Ok(())
+    }
+
+    /// After forwarding `SET`/`RESET`/`DISCARD` text: on the server, `RESET` (also `SET x TO
+    /// DEFAULT`, `RESET ALL`, `DISCARD ALL`) returns a parameter to the *server connection's*
+    /// session default (its own login values), while on a direct connection it returns to the
+    /// client's startup value. Queue the statements that put the client's values back, right
+    /// behind the client's query (so a `SHOW` in the same transaction already sees them), and
+    /// record what the connection then holds.
+    fn follow_session_change(&mut self, sql: &str) {
+        let login = SessionParams::server_default(&self.shared.config.application_name);
+        let Some(server) = self.server.as_deref_mut() else {
+            return;
+        };
+        let mut after = server.params.clone();
+        after.apply_sql(sql, &login);
+        if let Some(fix) = self.params.sync_sql(&after) {
+            push_internal_query(&mut self.to_server, &mut self.plan, &fix);
+        }
+        server.params = self.params.clone();
+        server.params_owner = Some((self.id, self.params_version));
     }
 
     /// `DEALLOCATE name` of a statement pgwarden renamed is answered locally; `DEALLOCATE ALL`

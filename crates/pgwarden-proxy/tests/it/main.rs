@@ -11,6 +11,7 @@ mod breaker;
 mod cap;
 mod drivers;
 mod errors;
+mod params;
 mod pgbench;
 mod release;
 mod session;
