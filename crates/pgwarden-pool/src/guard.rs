@@ -116,7 +116,7 @@ impl<C: Connector> Drop for Pooled<C> {
             .counters
             .use_time
             .record(now.saturating_duration_since(self.acquired_at));
-        let shared = Arc::clone(&self.shared);
+        let shared = &self.shared;
         let state = if self.broken || shared.connector.is_broken(&slot.conn) {
             ReleaseState::Broken
         } else {
@@ -126,7 +126,7 @@ impl<C: Connector> Drop for Pooled<C> {
             .config
             .max_uses
             .is_some_and(|max| slot.meta.uses >= max);
-        let expired = slot.meta.expires_at.is_some_and(|at| Instant::now() >= at);
+        let expired = slot.meta.expires_at.is_some_and(|at| now >= at);
         match state {
             ReleaseState::Broken => shared.discard(slot, "broken", false),
             ReleaseState::Clean if worn_out => shared.discard(slot, "max_uses", true),
@@ -136,6 +136,7 @@ impl<C: Connector> Drop for Pooled<C> {
                 Ok(handle) => {
                     // Not held by a caller any more, whatever the reset takes.
                     shared.state.lock().checkouts.remove(&slot.meta.id);
+                    let shared = Arc::clone(shared);
                     let tasks = shared.background.clone();
                     tasks.spawn_on(
                         async move {

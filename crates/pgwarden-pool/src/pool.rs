@@ -208,7 +208,9 @@ impl<C: Connector> Pool<C> {
                 st.last_error.clone(),
             )
         };
-        let acquires = c.acquires.load(Relaxed);
+        let wait_time = c.wait.snapshot();
+        // Every checkout records its wait: the histogram's count is the number of checkouts.
+        let acquires = wait_time.count;
         let reused = c.reused.load(Relaxed);
         PoolStats {
             name: self.shared.config.name.clone(),
@@ -228,7 +230,7 @@ impl<C: Connector> Pool<C> {
             connect_failures_total: c.connect_failures.load(Relaxed),
             errors_by_kind,
             last_error,
-            wait_time: c.wait.snapshot(),
+            wait_time,
             use_time: c.use_time.snapshot(),
         }
     }
@@ -565,7 +567,6 @@ impl<C: Connector> Shared<C> {
             self.counters.reused.fetch_add(1, Relaxed);
         }
         slot.meta.uses += 1;
-        self.counters.acquires.fetch_add(1, Relaxed);
         self.counters
             .wait
             .record(now.saturating_duration_since(started));

@@ -147,7 +147,6 @@ pub(crate) struct Counters {
     pub(crate) created: AtomicU64,
     pub(crate) closed: AtomicU64,
     pub(crate) recycled: AtomicU64,
-    pub(crate) acquires: AtomicU64,
     pub(crate) reused: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) leaks: AtomicU64,

@@ -8,7 +8,14 @@ use std::process::Command;
 #[test]
 fn quickstart_prints_the_promised_pool_and_answer() {
     let out = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "-p", "pgwarden", "--example", "quickstart"])
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "pgwarden",
+            "--example",
+            "quickstart",
+        ])
         .env_remove("PGWARDEN_UPSTREAM_URL")
         .env_remove("DATABASE_URL")
         .output()
