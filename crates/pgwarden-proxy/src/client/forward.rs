@@ -94,6 +94,39 @@ fn word_is(word: &[u8; 12], expected: &str) -> bool {
     &word[..end] == expected.as_bytes()
 }
 
+/// Whether a statement starting with `word` changes session parameters (`SET`, `RESET`,
+/// `DISCARD`).
+fn is_session_change(word: &[u8; 12]) -> bool {
+    word_is(word, "set") || word_is(word, "reset") || word_is(word, "discard")
+}
+
+/// The query text of a Parse body (after the statement name) if it changes the session.
+fn session_change_text(parse_rest: &[u8]) -> Option<String> {
+    let query = split_cstr(parse_rest)?.0;
+    is_session_change(&first_word(query)).then(|| String::from_utf8_lossy(query).into_owned())
+}
+
+/// Why LISTEN is refused in transaction mode.
+const LISTEN_REFUSED: &str = "LISTEN is not supported in transaction pooling mode: \
+    notifications arrive on a server connection other clients share. Use a pool with \
+    pool_mode = session.";
+
+/// A Parse body (after the statement name) whose query raises [`LISTEN_REFUSED`] with
+/// SQLSTATE 0A000 when executed; the parameter types are kept so Bind still matches.
+fn refuse_listen_parse(parse_rest: &[u8]) -> Vec<u8> {
+    let types = split_cstr(parse_rest).map_or(&[][..], |(_, t)| t);
+    let sql = format!(
+        "DO $pgwarden$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = '{}'; \
+         END$pgwarden$",
+        LISTEN_REFUSED.replace('\'', "''")
+    );
+    let mut out = Vec::with_capacity(sql.len() + 1 + types.len());
+    out.extend_from_slice(sql.as_bytes());
+    out.push(0);
+    out.extend_from_slice(types);
+    out
+}
+
 impl Session {
     /// Handles every whole message in the client's buffer.
     pub(super) async fn handle_client_messages(&mut self) -> Result<(), SessionEnd> {
@@ -145,8 +178,24 @@ impl Session {
             b'P' => {
                 let (name, rest) =
                     split_cstr(body).ok_or_else(|| fatal("08P01", "malformed Parse message"))?;
+                let query = split_cstr(rest).map_or(&[][..], |(q, _)| q);
+                let word = first_word(query);
+                // LISTEN in the extended protocol fails on the server with the simple
+                // protocol's explanation: the error then aborts the batch (and any transaction)
+                // exactly as PostgreSQL's own errors do.
+                let refused;
+                let rest = if self.mode == PoolMode::Transaction && word_is(&word, "listen") {
+                    refused = refuse_listen_parse(rest);
+                    &refused[..]
+                } else {
+                    rest
+                };
                 if name.is_empty() {
-                    self.to_server.extend_from_slice(frame);
+                    // Bind of the unnamed statement applies it; remember it only when it
+                    // changes the session (no allocation for ordinary statements).
+                    self.unnamed_session_sql = is_session_change(&word)
+                        .then(|| String::from_utf8_lossy(query).into_owned());
+                    put_message(&mut self.to_server, b'P', &[b"\0", rest]);
                     self.plan.push(Expect::Parse, true);
                     return Ok(());
                 }
@@ -168,7 +217,13 @@ impl Session {
                     split_cstr(body).ok_or_else(|| fatal("08P01", "malformed Bind message"))?;
                 let (name, rest) =
                     split_cstr(rest).ok_or_else(|| fatal("08P01", "malformed Bind message"))?;
-                match self.lookup(name) {
+                let statement = self.lookup(name);
+                let session_sql = match &statement {
+                    None if name.is_empty() => self.unnamed_session_sql.clone(),
+                    None => None,
+                    Some(statement) => session_change_text(&statement.parse_rest),
+                };
+                match statement {
                     Some(statement) => {
                         self.ensure_prepared(&statement);
                         put_message(
@@ -180,6 +235,11 @@ impl Session {
                     None => self.to_server.extend_from_slice(frame),
                 }
                 self.plan.push(Expect::Bind, true);
+                if let Some(sql) = session_sql {
+                    // Executed by the Execute that follows; realigned after the batch's Sync.
+                    self.note_session_change(&sql);
+                    self.params_fix_due = true;
+                }
             }
             b'D' => {
                 let target = body.first().copied();
@@ -225,6 +285,9 @@ impl Session {
             b'S' => {
                 self.to_server.extend_from_slice(frame);
                 self.plan.push(Expect::Sync, true);
+                if std::mem::take(&mut self.params_fix_due) {
+                    self.realign_server_params();
+                }
             }
             b'F' => {
                 self.to_server.extend_from_slice(frame);
@@ -249,12 +312,7 @@ impl Session {
         let sql = &frame[5..frame.len().saturating_sub(1)];
         let word = first_word(sql);
         if self.mode == PoolMode::Transaction && word_is(&word, "listen") {
-            let mut reply = error_message(
-                "ERROR",
-                "0A000",
-                "LISTEN is not supported in transaction pooling mode: notifications arrive on \
-                 a server connection other clients share. Use a pool with pool_mode = session.",
-            );
+            let mut reply = error_message("ERROR", "0A000", LISTEN_REFUSED);
             ReadyForQuery(self.transaction_status()).encode(&mut reply);
             self.plan.push_synthetic_bytes(reply.freeze());
             return Ok(());
@@ -262,20 +320,11 @@ impl Session {
         if word_is(&word, "deallocate") {
             return self.route_deallocate(frame);
         }
-        if word_is(&word, "set") || word_is(&word, "reset") || word_is(&word, "discard") {
-            let text = String::from_utf8_lossy(sql);
-            if self.params.apply_sql(&text, &self.startup_params) {
-                self.params_version += 1;
-            }
-            if word_is(&word, "discard") {
-                self.statements.clear();
-                if let Some(server) = self.server.as_deref_mut() {
-                    server.prepared.clear();
-                }
-            }
+        if is_session_change(&word) {
+            self.note_session_change(&String::from_utf8_lossy(sql));
             self.to_server.extend_from_slice(frame);
             self.plan.push(Expect::Query, true);
-            self.follow_session_change(&text);
+            self.realign_server_params();
             return Ok(());
         }
         self.to_server.extend_from_slice(frame);
@@ -283,20 +332,36 @@ impl Session {
         Ok(())
     }
 
-    /// After forwarding `SET`/`RESET`/`DISCARD` text: on the server, `RESET` (also `SET x TO
-    /// DEFAULT`, `RESET ALL`, `DISCARD ALL`) returns a parameter to the *server connection's*
-    /// session default (its own login values), while on a direct connection it returns to the
-    /// client's startup value. Queue the statements that put the client's values back, right
-    /// behind the client's query (so a `SHOW` in the same transaction already sees them), and
-    /// record what the connection then holds.
-    fn follow_session_change(&mut self, sql: &str) {
+    /// Records the effect of `SET`/`RESET`/`DISCARD` text about to run on the server: on the
+    /// client's session (`RESET` returns to its startup values, as on a direct connection) and
+    /// on the server connection, where `RESET` (also `SET x TO DEFAULT`, `RESET ALL`, `DISCARD
+    /// ALL`) returns to the *server connection's* session defaults, its own login values.
+    /// [`Session::realign_server_params`] then closes the gap.
+    fn note_session_change(&mut self, sql: &str) {
+        if self.params.apply_sql(sql, &self.startup_params) {
+            self.params_version += 1;
+        }
+        let discard = word_is(&first_word(sql.as_bytes()), "discard");
+        if discard {
+            self.statements.clear();
+        }
         let login = SessionParams::server_default(&self.shared.config.application_name);
+        if let Some(server) = self.server.as_deref_mut() {
+            if discard {
+                server.prepared.clear();
+            }
+            server.params.apply_sql(sql, &login);
+        }
+    }
+
+    /// Queues the statements that give the server connection the client's parameters again,
+    /// right behind what was just sent (so a `SHOW` in the same transaction already sees
+    /// them); call after a session-changing Query, or after the Sync of such a batch.
+    fn realign_server_params(&mut self) {
         let Some(server) = self.server.as_deref_mut() else {
             return;
         };
-        let mut after = server.params.clone();
-        after.apply_sql(sql, &login);
-        if let Some(fix) = self.params.sync_sql(&after) {
+        if let Some(fix) = self.params.sync_sql(&server.params) {
             push_internal_query(&mut self.to_server, &mut self.plan, &fix);
         }
         server.params = self.params.clone();

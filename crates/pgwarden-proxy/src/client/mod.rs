@@ -31,7 +31,7 @@ use crate::params::SessionParams;
 use crate::pools::ProxyPool;
 use crate::proxy::Shared;
 use crate::responses::ResponsePlan;
-use crate::server::ServerConnector;
+use crate::server::{ServerConnector, ServerError};
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -232,6 +232,8 @@ async fn login(
         cancel,
         id: NEXT_SESSION_ID.fetch_add(1, Relaxed),
         params_version: 0,
+        unnamed_session_sql: None,
+        params_fix_due: false,
     }))
 }
 
@@ -249,7 +251,32 @@ async fn acquire(shared: &Shared, pool: &ProxyPool) -> Result<Pooled<ServerConne
             }
             PoolError::Unavailable { .. } => fatal("08006", format!("pgwarden: {e}")),
             PoolError::Closed { .. } => fatal("57P01", "pgwarden is shutting down"),
+            PoolError::ConnectFailed { ref error, .. } => {
+                connect_failed(error.downcast_ref::<ServerError>(), &e)
+            }
         })
+}
+
+/// What a client waiting for a server connection is told when opening one failed in a way
+/// waiting would not cure: the server's own refusal (its SQLSTATE and message, as a direct
+/// connection would show), or 08006 when the upstream is away.
+fn connect_failed(error: Option<&ServerError>, whole: &PoolError) -> SessionEnd {
+    match error {
+        Some(ServerError::Rejected(fields)) => fatal(
+            fields.code().map_or("08006", code_of),
+            fields.message().unwrap_or("the server refused the login").to_string(),
+        ),
+        Some(ServerError::Auth(_)) => fatal("28000", format!("pgwarden: {whole}")),
+        _ => fatal("08006", format!("pgwarden: {whole}")),
+    }
+}
+
+/// The SQLSTATEs a server login refusal can carry, as static strings (anything else: 08006).
+fn code_of(code: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "28P01", "28000", "3D000", "42501", "53300", "57P03", "57P01", "0A000", "08004", "08P01",
+    ];
+    KNOWN.iter().find(|k| **k == code).copied().unwrap_or("08006")
 }
 
 /// A prepared statement as the client named it.
@@ -287,6 +314,11 @@ pub(crate) struct Session {
     id: u64,
     /// Bumped whenever `params` changes.
     params_version: u64,
+    /// Text of the unnamed statement when it is a `SET`/`RESET`/`DISCARD` (applied at Bind).
+    unnamed_session_sql: Option<String>,
+    /// An extended-protocol `SET`/`RESET`/`DISCARD` was bound since the last Sync: realign
+    /// the server connection's parameters after that Sync.
+    params_fix_due: bool,
 }
 
 /// Source of session ids.

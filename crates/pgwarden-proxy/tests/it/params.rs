@@ -103,3 +103,40 @@ async fn show_after_reset_matches_a_direct_connection() {
     assert_eq!(&theirs[..2], ["2MB", "pg_catalog"]);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn set_and_reset_through_the_extended_protocol_are_tracked() {
+    let cluster = common::cluster();
+    let mut config = common::config(&cluster);
+    config.default_pool_size = 1;
+    let proxy = RunningProxy::start(config).await;
+    let mut startup_config: Config = proxy.url(APP_DB, "postgres").parse().unwrap();
+    startup_config.options("-c work_mem=8MB");
+    let a = connect(&startup_config).await;
+    let plain = common::client(&proxy).await;
+
+    // tokio-postgres sends execute() as Parse (named), Describe, Sync, then Bind, Execute,
+    // Sync; query_typed() uses the unnamed statement.
+    a.execute("SET work_mem = '16MB'", &[]).await.unwrap();
+    assert_eq!(
+        show(&plain).await[0],
+        "4MB",
+        "a's SET leaked to another client"
+    );
+    assert_eq!(show(&a).await[0], "16MB", "a's SET was lost");
+    a.query_typed("SET search_path = pg_catalog", &[])
+        .await
+        .unwrap();
+    assert_eq!(show(&plain).await[1], "\"$user\", public");
+    assert_eq!(show(&a).await[..2], ["16MB", "pg_catalog"]);
+    a.execute("RESET work_mem", &[]).await.unwrap();
+    assert_eq!(show(&plain).await[0], "4MB");
+    assert_eq!(
+        show(&a).await[0],
+        "8MB",
+        "RESET returns to the startup value"
+    );
+    a.query_typed("RESET ALL", &[]).await.unwrap();
+    assert_eq!(show(&a).await[..2], ["8MB", "\"$user\", public"]);
+    proxy.stop().await;
+}

@@ -71,3 +71,28 @@ async fn listen_in_transaction_mode_gets_a_clear_error() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn listen_through_the_extended_protocol_gets_the_same_error() {
+    let cluster = common::cluster();
+    let proxy = RunningProxy::start(common::config(&cluster)).await;
+    let c = common::client(&proxy).await;
+    // execute() prepares a named statement; query_typed() uses the unnamed one.
+    let err = c.execute("LISTEN jobs", &[]).await.unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "0A000");
+    assert!(db.message().contains("pool_mode = session"), "{db:?}");
+    let err = c.query_typed("LISTEN jobs", &[]).await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "0A000");
+    // Inside a transaction the error aborts it, as PostgreSQL's own errors do.
+    c.batch_execute("BEGIN").await.unwrap();
+    assert!(c.execute("LISTEN jobs", &[]).await.is_err());
+    let err = c.query_one("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "25P02");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
+    proxy.stop().await;
+}
