@@ -57,6 +57,14 @@ pub trait Connector: Send + Sync + 'static {
         "other"
     }
 
+    /// Whether a failed connect should end the wait of every caller waiting now, when the
+    /// pool has no open connection that could come back to them: a failure that waiting would
+    /// not cure (a wrong password, a missing database, the upstream away). Default: `false`
+    /// (waiters wait for a later attempt, up to their timeout).
+    fn fails_waiters(&self, _err: &Self::Error) -> bool {
+        false
+    }
+
     /// The resilience hook: `Some(reason)` while the upstream is known to be away. Then an
     /// acquire that would need a new connection fails fast with
     /// [`crate::PoolError::Unavailable`], and no background connect starts.

@@ -27,6 +27,19 @@ pub enum PoolError {
         /// The pool's name.
         pool: String,
     },
+    /// A connect failed in a way waiting would not cure, while the pool had no connection
+    /// open (the connector's [`fails_waiters`](crate::Connector::fails_waiters) said so: a
+    /// wrong password, a missing database, the upstream away). Every caller waiting at that
+    /// moment gets it.
+    #[error("pool \"{pool}\": cannot open a connection: {error}")]
+    ConnectFailed {
+        /// The pool's name.
+        pool: String,
+        /// The connector's label for the error.
+        kind: &'static str,
+        /// The connector's error (downcast it to the connector's `Error` type for details).
+        error: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// The upstream is known to be unavailable (the connector's resilience hook said so).
     #[error("pool \"{pool}\": {reason}")]
     Unavailable {

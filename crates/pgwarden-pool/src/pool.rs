@@ -60,7 +60,7 @@ impl<C: Connector> Drop for Vetting<'_, C> {
 /// The receiving end of a wait. If the waiting caller is cancelled after a connection was
 /// sent but before it was received, dropping the ticket puts the connection back.
 struct WaitTicket<C: Connector> {
-    rx: Option<oneshot::Receiver<Slot<C::Connection>>>,
+    rx: Option<oneshot::Receiver<crate::state::Handoff<C::Connection>>>,
     shared: Arc<Shared<C>>,
 }
 
@@ -68,7 +68,7 @@ impl<C: Connector> Drop for WaitTicket<C> {
     fn drop(&mut self) {
         if let Some(mut rx) = self.rx.take() {
             rx.close();
-            if let Ok(slot) = rx.try_recv() {
+            if let Ok(Ok(slot)) = rx.try_recv() {
                 self.shared.put_back(slot);
             }
         }
@@ -455,7 +455,14 @@ impl<C: Connector> Shared<C> {
                     let outcome = (&mut *rx).await;
                     ticket.rx = None;
                     let slot = match outcome {
-                        Ok(slot) => slot,
+                        Ok(Ok(slot)) => slot,
+                        Ok(Err((kind, error))) => {
+                            return Err(PoolError::ConnectFailed {
+                                pool: self.config.name.clone(),
+                                kind,
+                                error,
+                            });
+                        }
                         Err(_) if self.state.lock().closed => {
                             return Err(PoolError::Closed {
                                 pool: self.config.name.clone(),

@@ -44,11 +44,18 @@ pub(crate) struct Checkout {
     pub(crate) reported: bool,
 }
 
+/// The failure of a connect, shared by every waiter told about it.
+pub(crate) type SharedError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+/// What a waiter receives: a connection, or a connect failure that waiting longer would not
+/// cure (see [`crate::Connector::fails_waiters`]).
+pub(crate) type Handoff<T> = Result<Slot<T>, (&'static str, SharedError)>;
+
 /// A caller waiting for a connection: where to send it, and where the caller is (so the
 /// checkout is registered for leak detection in the same critical section as the handoff).
 #[derive(Debug)]
 pub(crate) struct Waiter<T> {
-    pub(crate) tx: oneshot::Sender<Slot<T>>,
+    pub(crate) tx: oneshot::Sender<Handoff<T>>,
     pub(crate) location: &'static Location<'static>,
     /// When the caller gives up; the reaper drops the sender then.
     pub(crate) deadline: Instant,
@@ -159,7 +166,7 @@ impl<T> State<T> {
     ) -> Option<Slot<T>> {
         while let Some(waiter) = self.waiters.pop_front() {
             let id = slot.meta.id;
-            match waiter.tx.send(slot) {
+            match waiter.tx.send(Ok(slot)) {
                 Ok(()) => {
                     if track {
                         self.checkouts.insert(
@@ -173,10 +180,25 @@ impl<T> State<T> {
                     }
                     return None;
                 }
-                Err(back) => slot = back,
+                Err(back) => slot = back.unwrap_or_else(|_| unreachable!("sent Ok")),
             }
         }
         Some(slot)
+    }
+
+    /// Tells every waiter that connects fail with `error`; returns how many heard it.
+    pub(crate) fn fail_waiters(&mut self, kind: &'static str, error: &SharedError) -> usize {
+        let mut told = 0;
+        for waiter in self.waiters.drain(..) {
+            if waiter
+                .tx
+                .send(Err((kind, SharedError::clone(error))))
+                .is_ok()
+            {
+                told += 1;
+            }
+        }
+        told
     }
 
     pub(crate) fn record_error(&mut self, kind: &'static str, message: String) {

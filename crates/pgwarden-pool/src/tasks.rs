@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connector::Connector;
 use crate::event::PoolEvent;
 use crate::pool::Shared;
-use crate::state::Slot;
+use crate::state::{SharedError, Slot};
 
 /// First wait after a failed connect; doubles up to [`RETRY_MAX`].
 const RETRY_START: Duration = Duration::from_millis(50);
@@ -53,12 +53,17 @@ pub(crate) async fn connect<C: Connector>(shared: Arc<Shared<C>>) {
         Some(Err(e)) => {
             let kind = shared.connector.error_kind(&e);
             let message = e.to_string();
+            let tell_waiters = shared.connector.fails_waiters(&e);
+            let shared_error: SharedError = std::sync::Arc::new(e);
             shared.counters.connect_failures.fetch_add(1, Relaxed);
             let consecutive = {
                 let mut st = shared.state.lock();
                 st.consecutive_failures += 1;
                 st.failing = Some(message.clone());
                 st.record_error(kind, message.clone());
+                if tell_waiters && st.open == 0 {
+                    st.fail_waiters(kind, &shared_error);
+                }
                 st.consecutive_failures
             };
             // Outages are reported once by the resilience layer; per-attempt detail is debug.

@@ -25,6 +25,8 @@ pub(crate) struct Server {
     pub(crate) ping_fails: AtomicBool,
     /// The next connects fail.
     pub(crate) connect_fails: AtomicBool,
+    /// Connect failures end the waits of callers (`Connector::fails_waiters`).
+    pub(crate) failures_fail_waiters: AtomicBool,
     next_id: AtomicU64,
 }
 
@@ -85,6 +87,10 @@ impl Connector for Fake {
     async fn close(&self, conn: Conn) {
         self.0.polite_closes.fetch_add(1, SeqCst);
         drop(conn);
+    }
+
+    fn fails_waiters(&self, _: &FakeError) -> bool {
+        self.0.failures_fail_waiters.load(SeqCst)
     }
 
     fn error_kind(&self, _: &FakeError) -> &'static str {

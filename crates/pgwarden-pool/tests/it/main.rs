@@ -9,3 +9,4 @@ mod background;
 mod cancellation;
 mod closing;
 mod events;
+mod failures;

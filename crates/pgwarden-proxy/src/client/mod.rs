@@ -264,7 +264,10 @@ fn connect_failed(error: Option<&ServerError>, whole: &PoolError) -> SessionEnd 
     match error {
         Some(ServerError::Rejected(fields)) => fatal(
             fields.code().map_or("08006", code_of),
-            fields.message().unwrap_or("the server refused the login").to_string(),
+            fields
+                .message()
+                .unwrap_or("the server refused the login")
+                .to_string(),
         ),
         Some(ServerError::Auth(_)) => fatal("28000", format!("pgwarden: {whole}")),
         _ => fatal("08006", format!("pgwarden: {whole}")),
@@ -276,7 +279,11 @@ fn code_of(code: &str) -> &'static str {
     const KNOWN: &[&str] = &[
         "28P01", "28000", "3D000", "42501", "53300", "57P03", "57P01", "0A000", "08004", "08P01",
     ];
-    KNOWN.iter().find(|k| **k == code).copied().unwrap_or("08006")
+    KNOWN
+        .iter()
+        .find(|k| **k == code)
+        .copied()
+        .unwrap_or("08006")
 }
 
 /// A prepared statement as the client named it.

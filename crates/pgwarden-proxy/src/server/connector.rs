@@ -274,6 +274,14 @@ impl Connector for ServerConnector {
         .await;
     }
 
+    fn fails_waiters(&self, err: &ServerError) -> bool {
+        // The pool has no connection to hand back (see the trait), so clients waiting for it
+        // hear the refusal, the breaker's verdict or the network error now, as with a direct
+        // connection, instead of at query_wait_timeout. Only our own database cap is waited out:
+        // another pool of the database will release a connection.
+        !matches!(err, ServerError::DatabaseLimit { .. })
+    }
+
     fn error_kind(&self, err: &ServerError) -> &'static str {
         err.failure().kind.label()
     }
