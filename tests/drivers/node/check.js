@@ -1,10 +1,12 @@
 // node-postgres against pgwarden serve (transaction pooling).
-// Usage: node check.js URL   — prints one line per check; exits non-zero on failure.
+// Usage: node check.js URL SESSION_URL   — URL in transaction mode, SESSION_URL the same database
+// through a session-mode proxy (LISTEN/NOTIFY). Prints one line per check; exits non-zero on failure.
 const { Client } = require("pg");
-const { from: copyFrom } = require("pg-copy-streams");
+const { from: copyFrom, to: copyTo } = require("pg-copy-streams");
 const assert = require("assert");
 
 const url = process.argv[2];
+const sessionUrl = process.argv[3];
 const ok = (what) => console.log(`ok ${what}`);
 
 async function main() {
@@ -42,6 +44,19 @@ async function main() {
   });
   assert.strictEqual((await a.query("SELECT count(*)::int AS n FROM nd")).rows[0].n, 1000);
   ok("node COPY FROM STDIN");
+  const copied = await new Promise((resolve, reject) => {
+    let text = "";
+    const stream = a.query(copyTo("COPY nd TO STDOUT"));
+    stream.on("data", (chunk) => (text += chunk.toString()));
+    stream.on("error", reject);
+    stream.on("end", () => resolve(text));
+  });
+  assert.strictEqual(copied.split("\n").filter((l) => l).length, 1000);
+  ok("node COPY TO STDOUT");
+  const big = await a.query("SELECT repeat('x', 1000) AS v FROM generate_series(1, 100000)");
+  assert.strictEqual(big.rows.length, 100000);
+  assert.ok(big.rows.every((r) => r.v.length === 1000));
+  ok("node large result (100 MB)");
   const sleeper = new Client({ connectionString: url });
   await sleeper.connect();
   const started = Date.now();
@@ -67,8 +82,24 @@ async function main() {
   assert.ok(Date.now() - started < 5000);
   await sleeper.end();
   ok("node cancel of pg_sleep");
+  await assert.rejects(a.query("LISTEN jobs"), (e) => e.code === "0A000" && /pool_mode = session/.test(e.message));
+  assert.strictEqual((await a.query("SELECT 5 AS n")).rows[0].n, 5);
+  ok("node LISTEN refused in transaction mode");
   await a.end();
   await b.end();
+  const listener = new Client({ connectionString: sessionUrl });
+  const notifier = new Client({ connectionString: sessionUrl });
+  await listener.connect();
+  await notifier.connect();
+  const note = new Promise((resolve) => listener.on("notification", resolve));
+  await listener.query("LISTEN jobs");
+  await notifier.query("NOTIFY jobs, 'from node'");
+  const n = await Promise.race([note, new Promise((_, r) => setTimeout(() => r(new Error("no notification")), 5000))]);
+  assert.strictEqual(n.channel, "jobs");
+  assert.strictEqual(n.payload, "from node");
+  await listener.end();
+  await notifier.end();
+  ok("node LISTEN/NOTIFY in session mode");
   console.log("all node checks passed");
 }
 

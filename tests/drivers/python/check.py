@@ -1,16 +1,23 @@
 """asyncpg and psycopg 3 against pgwarden serve (transaction pooling).
 
-Usage: check.py URL   (URL of the proxy; the database must be writable)
+Usage: check.py URL SESSION_URL
+  URL          the proxy in transaction mode (the database must be writable)
+  SESSION_URL  the same database through a proxy in session mode (LISTEN/NOTIFY)
 Prints one line per check; exits non-zero at the first failure.
 """
 import asyncio
 import sys
+import threading
 import time
 
 import asyncpg
 import psycopg
 
 URL = sys.argv[1]
+SESSION_URL = sys.argv[2]
+# 100,000 rows of 1,000 bytes: a 100 MB result.
+BIG_ROWS = 100_000
+BIG_SQL = f"SELECT repeat('x', 1000) FROM generate_series(1, {BIG_ROWS})"
 
 
 def ok(what):
@@ -61,11 +68,30 @@ async def check_asyncpg():
     assert time.monotonic() - started < 5
     assert await conn.fetchval("SELECT 7") == 7
     ok("asyncpg cancel of pg_sleep")
-    rows = await conn.fetch("SELECT repeat('x', 1000) FROM generate_series(1, 20000)")
-    assert len(rows) == 20000 and len(rows[0][0]) == 1000
-    ok("asyncpg large result")
+    rows = await conn.fetch(BIG_SQL)
+    assert len(rows) == BIG_ROWS and all(len(r[0]) == 1000 for r in rows)
+    del rows
+    ok("asyncpg large result (100 MB)")
+    # LISTEN cannot work in transaction mode: a clear error, not a silent no-op.
+    try:
+        await conn.add_listener("jobs", lambda *a: None)
+        raise AssertionError("LISTEN accepted in transaction mode")
+    except asyncpg.FeatureNotSupportedError as e:
+        assert "pool_mode = session" in str(e), e
+    assert await conn.fetchval("SELECT 8") == 8
+    ok("asyncpg LISTEN refused in transaction mode")
     await conn.close()
     await other.close()
+
+    listener = await asyncpg.connect(SESSION_URL)
+    notifier = await asyncpg.connect(SESSION_URL)
+    got = asyncio.get_running_loop().create_future()
+    await listener.add_listener("jobs", lambda _c, _pid, channel, payload: got.set_result((channel, payload)))
+    await notifier.execute("NOTIFY jobs, 'hello'")
+    assert await asyncio.wait_for(got, 5) == ("jobs", "hello")
+    await listener.close()
+    await notifier.close()
+    ok("asyncpg LISTEN/NOTIFY in session mode")
 
 
 def check_psycopg():
@@ -99,6 +125,31 @@ def check_psycopg():
                     out += chunk
         assert out.count(b"\n") == 1001
         ok("psycopg COPY in and out")
+        total = 0
+        with conn.cursor() as cur:
+            for (v,) in cur.stream(BIG_SQL):
+                total += len(v)
+        assert total == BIG_ROWS * 1000, total
+        ok("psycopg large result (100 MB, streamed)")
+        timer = threading.Timer(0.5, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        try:
+            conn.execute("SELECT pg_sleep(20)")
+            raise AssertionError("not cancelled")
+        except psycopg.errors.QueryCanceled:
+            pass
+        assert time.monotonic() - started < 5
+        assert conn.execute("SELECT 9").fetchone()[0] == 9
+        ok("psycopg cancel of pg_sleep")
+    with psycopg.connect(SESSION_URL, autocommit=True) as listener, psycopg.connect(
+        SESSION_URL, autocommit=True
+    ) as notifier:
+        listener.execute("LISTEN jobs")
+        notifier.execute("NOTIFY jobs, 'from psycopg'")
+        note = next(listener.notifies(timeout=5))
+        assert (note.channel, note.payload) == ("jobs", "from psycopg"), note
+        ok("psycopg LISTEN/NOTIFY in session mode")
 
 
 asyncio.run(check_asyncpg())
