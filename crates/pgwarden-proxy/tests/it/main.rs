@@ -13,5 +13,6 @@ mod drivers;
 mod errors;
 mod params;
 mod pgbench;
+mod psql;
 mod release;
 mod session;
