@@ -72,7 +72,10 @@ async fn psql_queries_scripts_copy_and_errors() {
         let stderr = String::from_utf8_lossy(&failed.stderr);
         assert!(stderr.contains("ERROR:  division by zero"), "{stderr}");
         // The session after an error is usable, and nothing was left pinned.
-        assert_eq!(stdout(&p(&["-c", "SELECT count(*) FROM words"])).trim(), "3");
+        assert_eq!(
+            stdout(&p(&["-c", "SELECT count(*) FROM words"])).trim(),
+            "3"
+        );
     });
     proxy.stop().await;
     assert_eq!(common::app_backends(&cluster).await, 0);
