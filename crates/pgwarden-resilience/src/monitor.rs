@@ -402,6 +402,7 @@ impl UpstreamMonitor {
             from,
             to,
             event,
+            environment: self.config.environment,
         }
     }
 }

@@ -5,14 +5,15 @@ use std::time::{Duration, Instant};
 
 use crate::duration_text::DurationText;
 use crate::failure::Failure;
-use crate::status::UpstreamState;
+use crate::status::{Environment, UpstreamState};
 
 /// How loudly a transition should be logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
-    /// A state change nobody needs to act on (recovered, probing paused).
+    /// A state change nobody needs to act on: the first success after start; in development
+    /// also recovery and pausing.
     Info,
-    /// Degraded: the upstream is away.
+    /// Degraded (the upstream is away) or, in production, back from being degraded.
     Warn,
     /// A human must act: the settings are wrong.
     Error,
@@ -60,15 +61,24 @@ pub struct Transition {
     pub to: UpstreamState,
     /// What happened.
     pub event: TransitionEvent,
+    /// The monitor's environment, which decides how loudly a recovery is logged.
+    pub environment: Environment,
 }
 
 impl Transition {
-    /// The log level: error for configuration problems, warn for becoming unavailable,
-    /// info for recovery and for pausing.
+    /// The log level: error for configuration problems (a human must act), warn for becoming
+    /// unavailable and, in production, for every recovery too (an operator watching warnings
+    /// sees an outage end as well as begin); info for the first success after start, and in
+    /// development for recovery and for pausing.
     pub fn severity(&self) -> Severity {
         match self.event {
             TransitionEvent::ConfigurationError { .. } => Severity::Error,
             TransitionEvent::Unavailable { .. } => Severity::Warn,
+            TransitionEvent::Available { outage: Some(_) }
+                if self.environment == Environment::Production =>
+            {
+                Severity::Warn
+            }
             TransitionEvent::ProbingPaused { .. } | TransitionEvent::Available { .. } => {
                 Severity::Info
             }

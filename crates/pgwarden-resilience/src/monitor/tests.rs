@@ -112,6 +112,12 @@ fn ten_minute_outage_gives_exactly_two_transitions() {
         "upstream available again after 10m30s outage"
     );
     assert_eq!(run.transitions[1].severity(), Severity::Warn);
+    // Production: the recovery is a warning too; the first success after start is not.
+    assert_eq!(recovered.severity(), Severity::Warn);
+    assert_eq!(run.transitions[0].severity(), Severity::Info);
+    let mut in_development = recovered.clone();
+    in_development.environment = Environment::Development;
+    assert_eq!(in_development.severity(), Severity::Info);
     assert_eq!(
         run.transitions[1].to_string(),
         "upstream unavailable: connection refused: connection refused; next try in 10s"
