@@ -10,7 +10,8 @@
 //!   maximum length; `Ok(None)` while short.
 //! - [`frame`]: [`Frame::parse`] splits whole typed messages off a `BytesMut` without copying.
 //! - [`startup`]: the untyped first packet (StartupMessage with its parameters, SSLRequest,
-//!   GSSENCRequest, CancelRequest), with protocol version check.
+//!   GSSENCRequest, CancelRequest), with protocol version check, and NegotiateProtocolVersion
+//!   for clients asking for a newer minor version or for `_pq_.` protocol options.
 //! - [`query`]: the frontend's simple and extended query messages, names parsed for
 //!   prepared-statement tracking, the rest kept raw.
 //! - [`auth`]: Authentication requests (`R`) and the frontend's answers (`p`).

@@ -8,11 +8,17 @@
 //! ```
 //! A server answers SSLRequest and GSSENCRequest with one byte (`S`/`G` yes, `N` no), not with
 //! a message; a CancelRequest gets no answer at all.
+//!
+//! A StartupMessage asking for a newer minor version of protocol 3 than the server speaks, or
+//! carrying protocol options (`_pq_.` parameters), is answered with
+//! [`NegotiateProtocolVersion`] before authentication, as PostgreSQL does; the session then
+//! continues at 3.0 without the options ([`StartupMessage::negotiate`]).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::codec::{put_cstr, write_message, Reader};
 use crate::error::ProtocolError;
+use crate::frame::Frame;
 use crate::header::MAX_STARTUP_PACKET_LEN;
 
 /// Code of a CancelRequest packet.
@@ -23,6 +29,12 @@ pub const SSL_REQUEST_CODE: u32 = 80_877_103;
 pub const GSSENC_REQUEST_CODE: u32 = 80_877_104;
 /// Protocol version 3.0 as sent in a StartupMessage (major in the high 16 bits).
 pub const PROTOCOL_VERSION_3_0: u32 = 3 << 16;
+/// The newest minor version of protocol 3 this crate speaks.
+pub const NEWEST_MINOR_VERSION: u16 = 0;
+/// Startup parameters with this prefix are protocol options, not session parameters.
+pub const PROTOCOL_OPTION_PREFIX: &str = "_pq_.";
+/// Tag of NegotiateProtocolVersion.
+pub const NEGOTIATE_PROTOCOL_VERSION_TAG: u8 = b'v';
 
 /// A StartupMessage: protocol version and connection parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +70,85 @@ impl StartupMessage {
     /// The `database` parameter, which defaults to the user name as in PostgreSQL.
     pub fn database(&self) -> &str {
         self.parameter("database").unwrap_or_else(|| self.user())
+    }
+
+    /// Settles the protocol version the way PostgreSQL does: when the client asked for a
+    /// minor version newer than [`NEWEST_MINOR_VERSION`] or sent protocol options (`_pq_.*`,
+    /// none of which is recognised), returns the [`NegotiateProtocolVersion`] to send before
+    /// authentication. Either way the message is left at the version the session uses, with
+    /// the protocol options removed from its parameters. Call once, right after parsing.
+    pub fn negotiate(&mut self) -> Option<NegotiateProtocolVersion> {
+        let mut unrecognized_options = Vec::new();
+        self.parameters.retain(|(name, _)| {
+            let option = name.starts_with(PROTOCOL_OPTION_PREFIX);
+            if option {
+                unrecognized_options.push(name.clone());
+            }
+            !option
+        });
+        let newer = self.minor_version > NEWEST_MINOR_VERSION;
+        if !newer && unrecognized_options.is_empty() {
+            return None;
+        }
+        // Newer minor versions are all compatible: continue with the newest we speak.
+        self.minor_version = NEWEST_MINOR_VERSION;
+        Some(NegotiateProtocolVersion {
+            newest_minor: NEWEST_MINOR_VERSION,
+            unrecognized_options,
+        })
+    }
+}
+
+/// NegotiateProtocolVersion (`v`): the server's answer to a StartupMessage asking for a newer
+/// minor version or for protocol options it does not know. The session continues at
+/// `3.newest_minor` without those options (a client may instead close the connection).
+///
+/// ```text
+/// 'v' | length | version (i32: major << 16 | newest minor) | option count (i32) | names (cstr)*
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiateProtocolVersion {
+    /// Newest minor version of the requested major version (3) the server supports.
+    pub newest_minor: u16,
+    /// The protocol options (`_pq_.*`) the client sent that the server does not recognise.
+    pub unrecognized_options: Vec<String>,
+}
+
+impl NegotiateProtocolVersion {
+    /// Appends the framed message to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        write_message(out, Some(NEGOTIATE_PROTOCOL_VERSION_TAG), |out| {
+            out.put_u32(PROTOCOL_VERSION_3_0 | u32::from(self.newest_minor));
+            out.put_u32(u32::try_from(self.unrecognized_options.len()).unwrap_or(u32::MAX));
+            for name in &self.unrecognized_options {
+                put_cstr(out, name.as_bytes());
+            }
+        });
+    }
+
+    /// Reads the message from `frame` (tag `v`).
+    pub fn decode(frame: &Frame) -> Result<Self, ProtocolError> {
+        const NAME: &str = "NegotiateProtocolVersion";
+        if frame.tag != NEGOTIATE_PROTOCOL_VERSION_TAG {
+            return Err(ProtocolError::malformed(NAME, "wrong tag"));
+        }
+        let mut r = Reader::new(NAME, &frame.body);
+        let version = r.i32()? as u32;
+        if version >> 16 != 3 {
+            return Err(ProtocolError::malformed(NAME, "major version is not 3"));
+        }
+        let count = r.i32()?;
+        let count = usize::try_from(count)
+            .map_err(|_| ProtocolError::malformed(NAME, "negative option count"))?;
+        let mut unrecognized_options = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            unrecognized_options.push(r.cstr()?.to_owned());
+        }
+        r.finish()?;
+        Ok(NegotiateProtocolVersion {
+            newest_minor: version as u16,
+            unrecognized_options,
+        })
     }
 }
 
