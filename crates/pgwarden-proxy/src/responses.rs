@@ -9,6 +9,7 @@
 //! a locally made answer (ParseComplete, CloseComplete) must be slotted in.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -45,8 +46,31 @@ struct Entry {
     synthetic: Option<Bytes>,
     /// ParameterDescription already seen (Describe statement).
     seen_first: bool,
+    /// Describe statement sent again after a failed attempt whose ParameterDescription already
+    /// reached the client: this one's is swallowed.
+    first_already_sent: bool,
     /// For an injected or renamed Parse: the server-side name to forget if it fails.
     server_statement: Option<String>,
+    /// Sequence number of the client message that caused this entry (see
+    /// [`ResponsePlan::set_origin`]).
+    origin: u64,
+    /// For a Bind or Describe of a statement pgwarden renamed: its server-side name.
+    statement: Option<Arc<str>>,
+}
+
+/// The request at the head of the plan, as [`ResponsePlan::head`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// What it expects.
+    pub(crate) expect: Expect,
+    /// The client asked for it (its replies are forwarded, not made locally).
+    pub(crate) from_client: bool,
+    /// Sequence number of the client message behind it.
+    pub(crate) origin: u64,
+    /// The server-side statement a Bind or Describe used, if pgwarden renamed it.
+    pub(crate) statement: Option<Arc<str>>,
+    /// A Describe statement's ParameterDescription has been forwarded.
+    pub(crate) answered_first: bool,
 }
 
 /// What to do with one server message.
@@ -69,9 +93,41 @@ pub(crate) struct ResponsePlan {
     ignored_syncs: usize,
     /// Server statement names whose Parse failed; the caller removes them from its cache.
     failed_statements: Vec<String>,
+    /// Stamped on entries pushed from now on.
+    origin: u64,
 }
 
 impl ResponsePlan {
+    /// Sets the client message sequence number stamped on the entries pushed next; call before
+    /// routing each client message.
+    pub(crate) fn set_origin(&mut self, origin: u64) {
+        self.origin = origin;
+    }
+
+    /// The oldest outstanding request, if any.
+    pub(crate) fn head(&self) -> Option<Head> {
+        self.entries.front().map(|e| Head {
+            expect: e.expect,
+            from_client: e.forward && e.synthetic.is_none(),
+            origin: e.origin,
+            statement: e.statement.clone(),
+            answered_first: e.seen_first && e.forward,
+        })
+    }
+
+    /// Requests outstanding (including locally answered ones not yet emitted).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Keeps the replies of the request now at the head from the client (used when the proxy
+    /// retries a failed batch: the Sync's ReadyForQuery belongs to the failed attempt).
+    pub(crate) fn swallow_head(&mut self) {
+        if let Some(head) = self.entries.front_mut() {
+            head.forward = false;
+        }
+    }
+
     /// Records a request sent to the server.
     pub(crate) fn push(&mut self, expect: Expect, forward: bool) {
         match expect {
@@ -87,8 +143,28 @@ impl ResponsePlan {
             forward,
             synthetic: None,
             seen_first: false,
+            first_already_sent: false,
             server_statement: None,
+            origin: self.origin,
+            statement: None,
         });
+    }
+
+    /// Records a Bind or Describe of the server-side statement `statement` (when pgwarden
+    /// renamed it), sent for the client.
+    pub(crate) fn push_for_statement(&mut self, expect: Expect, statement: Option<Arc<str>>) {
+        self.push(expect, true);
+        if let Some(entry) = self.entries.back_mut() {
+            entry.statement = statement;
+        }
+    }
+
+    /// The Describe statement just pushed repeats one whose ParameterDescription the client
+    /// already has: swallow that part of its reply.
+    pub(crate) fn describe_repeats_parameters(&mut self) {
+        if let Some(entry) = self.entries.back_mut() {
+            entry.first_already_sent = entry.expect == Expect::DescribeStatement;
+        }
     }
 
     /// Records a Parse sent to the server under `server_name`.
@@ -98,7 +174,10 @@ impl ResponsePlan {
             forward,
             synthetic: None,
             seen_first: false,
+            first_already_sent: false,
             server_statement: Some(server_name),
+            origin: self.origin,
+            statement: None,
         });
     }
 
@@ -114,7 +193,10 @@ impl ResponsePlan {
             forward: true,
             synthetic: Some(messages),
             seen_first: false,
+            first_already_sent: false,
             server_statement: None,
+            origin: self.origin,
+            statement: None,
         });
     }
 
@@ -212,6 +294,9 @@ impl ResponsePlan {
             (Expect::Parse, b'1') | (Expect::Bind, b'2') | (Expect::Close, b'3') => true,
             (Expect::DescribeStatement, b't') if !head.seen_first => {
                 head.seen_first = true;
+                if head.first_already_sent {
+                    return Disposition::Swallow;
+                }
                 false
             }
             (Expect::DescribeStatement | Expect::DescribePortal, b'T' | b'n') => true,

@@ -16,7 +16,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pgwarden_protocol::response::{CommandComplete, ReadyForQuery};
 use pgwarden_protocol::Header;
 
-use super::{error_message, fatal, ClientStatement, Session, SessionEnd};
+use super::{error_message, fatal, reprepare, ClientStatement, Session, SessionEnd};
 use crate::config::PoolMode;
 use crate::params::SessionParams;
 use crate::responses::{Disposition, Expect, ResponsePlan};
@@ -45,7 +45,7 @@ fn server_name(parse_rest: &[u8]) -> Arc<str> {
     Arc::from(format!("pgw_{:016x}", h.finish()))
 }
 
-fn put_message(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
+pub(super) fn put_message(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     out.put_u8(tag);
     out.put_u32((4 + len) as u32);
@@ -155,6 +155,8 @@ impl Session {
             if let Err(e) = self.ensure_server().await {
                 break Err(e);
             }
+            let seq = self.batch.record(tag, &buf[at..at + len]);
+            self.plan.set_origin(seq);
             let before = self.to_server.len();
             if let Err(e) = self.route(tag, &buf[at..at + len]) {
                 break Err(e);
@@ -171,7 +173,7 @@ impl Session {
     }
 
     /// Sends one client message on (possibly rewritten) and records the replies it owes.
-    fn route(&mut self, tag: u8, frame: &[u8]) -> Result<(), SessionEnd> {
+    pub(super) fn route(&mut self, tag: u8, frame: &[u8]) -> Result<(), SessionEnd> {
         let body = &frame[5..];
         match tag {
             b'Q' => return self.route_query(frame),
@@ -223,6 +225,7 @@ impl Session {
                     None => None,
                     Some(statement) => session_change_text(&statement.parse_rest),
                 };
+                let renamed = statement.as_ref().map(|s| Arc::clone(&s.server_name));
                 match statement {
                     Some(statement) => {
                         self.ensure_prepared(&statement);
@@ -234,7 +237,7 @@ impl Session {
                     }
                     None => self.to_server.extend_from_slice(frame),
                 }
-                self.plan.push(Expect::Bind, true);
+                self.plan.push_for_statement(Expect::Bind, renamed);
                 if let Some(sql) = session_sql {
                     // Executed by the Execute that follows; realigned after the batch's Sync.
                     self.note_session_change(&sql);
@@ -247,7 +250,9 @@ impl Session {
                     .map(|(n, _)| n)
                     .ok_or_else(|| fatal("08P01", "malformed Describe message"))?;
                 if target == Some(b'S') {
-                    match self.lookup(name) {
+                    let statement = self.lookup(name);
+                    let renamed = statement.as_ref().map(|s| Arc::clone(&s.server_name));
+                    match statement {
                         Some(statement) => {
                             self.ensure_prepared(&statement);
                             put_message(
@@ -258,7 +263,8 @@ impl Session {
                         }
                         None => self.to_server.extend_from_slice(frame),
                     }
-                    self.plan.push(Expect::DescribeStatement, true);
+                    self.plan
+                        .push_for_statement(Expect::DescribeStatement, renamed);
                 } else {
                     self.to_server.extend_from_slice(frame);
                     self.plan.push(Expect::DescribePortal, true);
@@ -459,9 +465,11 @@ impl Session {
 
     /// Sorts every whole message the server sent into forwarded and swallowed.
     pub(super) fn handle_server_messages(&mut self) -> Result<(), SessionEnd> {
-        let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
+        let mut retry = None;
+        let mut stale_names = Vec::new();
         loop {
             self.plan.drain_synthetic(&mut self.to_client);
+            let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
             let header = match Header::parse(&server.rbuf) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
@@ -475,15 +483,50 @@ impl Session {
                 server.rbuf.reserve(len - server.rbuf.len());
                 break;
             }
-            if self.plan.on_server_message(header.tag()) == Disposition::Forward {
+            // A stale statement's refusal (rare): maybe prepared again and retried.
+            let stale = (header.tag() == b'E'
+                && reprepare::may_fail_stale(self.plan.head().as_ref())
+                && reprepare::is_stale_plan_error(&server.rbuf[..len]))
+            .then(|| self.plan.head())
+            .flatten();
+            let status = server.tracker.transaction_status();
+            let mut disposition = self.plan.on_server_message(header.tag());
+            if let Some(failed) = stale {
+                match self.on_stale_statement(failed, status) {
+                    reprepare::Verdict::Retry {
+                        seq,
+                        tail,
+                        parameters_sent,
+                    } => {
+                        retry = Some((seq, tail, parameters_sent));
+                        disposition = Disposition::Swallow;
+                    }
+                    reprepare::Verdict::PassThrough(name) => stale_names.push(name),
+                }
+            }
+            let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
+            if disposition == Disposition::Forward {
                 self.to_client.extend_from_slice(&server.rbuf[..len]);
             }
             server.tracker.backend_bytes(&server.rbuf[..len]);
             server.tracker.forgive_owed(self.plan.take_ignored_syncs());
             server.rbuf.advance(len);
+            if header.tag() == b'Z' {
+                // One request done: the next one in flight gets its own query_timeout.
+                self.query_deadline = None;
+                self.query_cancelled = false;
+            }
         }
+        let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
         for name in self.plan.take_failed_statements() {
             server.prepared.remove(&name);
+        }
+        for name in stale_names {
+            self.drop_stale_statement(&name);
+        }
+        if let Some((seq, tail, parameters_sent)) = retry {
+            self.replay(seq, tail, parameters_sent)?;
+            self.plan.drain_synthetic(&mut self.to_client);
         }
         Ok(())
     }

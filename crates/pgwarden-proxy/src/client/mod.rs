@@ -10,6 +10,7 @@
 //!   mode).
 
 mod forward;
+mod reprepare;
 mod startup;
 
 use std::collections::HashMap;
@@ -241,6 +242,9 @@ async fn login(
 async fn acquire(shared: &Shared, pool: &ProxyPool) -> Result<Pooled<ServerConnector>, SessionEnd> {
     if let Some(upstream) = &shared.upstream {
         upstream.client_demand();
+        batch: reprepare::BatchLog::default(),
+        query_deadline: None,
+        query_cancelled: false,
     }
     pool.pool
         .get_timeout(shared.config.query_wait_timeout)
@@ -333,6 +337,14 @@ static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 
 enum Event {
     ClientRead(usize),
+    /// The client's messages of the current batch, kept to retry it after a schema change.
+    batch: reprepare::BatchLog,
+    /// When the request in flight exceeds `query_timeout`: set when a request is sent while
+    /// none is outstanding, cleared by every ReadyForQuery (the next one gets its own).
+    query_deadline: Option<tokio::time::Instant>,
+    /// A cancel for the request in flight was sent at its deadline; none is sent again until
+    /// the next ReadyForQuery.
+    query_cancelled: bool,
     ClientWrote,
     ServerRead(usize),
     ServerWrote,
@@ -379,6 +391,18 @@ impl Session {
                     if self.buf_client.capacity() > 0 || self.to_client.capacity() > 0 {
                         self.buf_client = BytesMut::new();
                         self.to_server = BytesMut::new();
+            if !running {
+                self.query_deadline = None;
+                self.query_cancelled = false;
+            } else if self.query_deadline.is_none()
+                && !self.query_cancelled
+                && !query_timeout.is_zero()
+            {
+                // Measured from when the request went out, not from the last byte seen: a
+                // query streaming rows is as much over time as a silent one.
+                self.query_deadline = Some(tokio::time::Instant::now() + query_timeout);
+            }
+            let query_deadline = self.query_deadline;
                         self.to_client = BytesMut::new();
                     }
                     tokio::select! {
@@ -391,6 +415,7 @@ impl Session {
                                 Err(e) => return Err(e.into()),
                             }
                         }
+                    self.batch.release_memory();
                         _ = shutdown.cancelled() => Event::Shutdown,
                     }
                 }
@@ -412,7 +437,12 @@ impl Session {
                         // The timers are created only when their branch is enabled (an async block
                         // is not polled otherwise): no clock read or timer entry per event.
                         _ = async { tokio::time::sleep(idle_tx_timeout).await }, if in_transaction_idle && !idle_tx_timeout.is_zero() => Event::IdleInTransaction,
-                        _ = async { tokio::time::sleep(query_timeout).await }, if running && !query_timeout.is_zero() => Event::QueryTimeout,
+                        _ = async {
+                            match query_deadline {
+                                Some(at) => tokio::time::sleep_until(at).await,
+                                None => std::future::pending().await,
+                            }
+                        }, if query_deadline.is_some() => Event::QueryTimeout,
                     }
                 }
                 None => {
@@ -452,7 +482,11 @@ impl Session {
                         ),
                     ));
                 }
-                Event::QueryTimeout => self.cancel_running_query().await,
+                Event::QueryTimeout => {
+                    self.query_deadline = None;
+                    self.query_cancelled = true;
+                    self.cancel_running_query().await;
+                }
                 Event::Shutdown => return Err(fatal("57P01", "pgwarden is shutting down")),
             }
         }
@@ -520,7 +554,11 @@ impl Session {
         }) else {
             return;
         };
-        tracing::info!(pool = %self.pool.name, "query_timeout expired; cancelling the query");
+        tracing::info!(
+            pool = %self.pool.name,
+            query_timeout = ?self.shared.config.query_timeout,
+            "query_timeout expired; cancelling the query"
+        );
         crate::cancel::send_cancel(&target).await;
     }
 }

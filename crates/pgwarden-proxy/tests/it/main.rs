@@ -15,4 +15,6 @@ mod params;
 mod pgbench;
 mod psql;
 mod release;
+mod query_timeout;
 mod session;
+mod reprepare;
