@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawPool, RawProxy, RawRedis, RawResilience, RawRetry, RawUpstream};
+use super::raw::{
+    RawAdmin, RawConfig, RawPool, RawProxy, RawRedis, RawResilience, RawRetry, RawUpstream,
+};
 use super::settings::Environment;
 
 /// The default upstream URL: the local server's `postgres` database as user `postgres`.
@@ -76,6 +78,7 @@ pub(crate) fn profile_defaults(profile: Environment) -> RawConfig {
             orphan_idle_threshold: Some(secs(300)),
             orphan_cleanup: Some(true),
         },
+        admin: RawAdmin { listen: None },
         databases: None,
     }
 }

@@ -60,8 +60,8 @@ pub use env::{env_name, EnvSnapshot, Fallback, CONFIG_PATH_VAR, FALLBACKS, RESER
 pub use error::{ConfigError, Setting};
 pub use load::{Entry, LoadOptions, Loaded};
 pub use settings::{
-    Environment, PoolSettings, ProxySettings, RedisSettings, ResilienceSettings, RetrySettings,
-    Settings, UnknownEnvironment, UpstreamSettings,
+    AdminSettings, Environment, PoolSettings, ProxySettings, RedisSettings, ResilienceSettings,
+    RetrySettings, Settings, UnknownEnvironment, UpstreamSettings,
 };
 pub use source::Source;
 

@@ -226,6 +226,15 @@ raw_section! {
     }
 }
 
+raw_section! {
+    /// `[admin]`: the HTTP admin listener (`/health`, `/ready`, `/metrics`) of `pgwarden serve`.
+    RawAdmin {
+        /// Address to listen on, e.g. `127.0.0.1:9187`; unset or empty disables it.
+        /// Default none (disabled). Env `PGWARDEN_ADMIN_LISTEN`.
+        listen: String,
+    }
+}
+
 /// One whole layer, exactly the shape of the TOML file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +259,9 @@ pub(crate) struct RawConfig {
     /// `[resilience]`.
     #[serde(default)]
     pub(crate) resilience: RawResilience,
+    /// `[admin]`.
+    #[serde(default)]
+    pub(crate) admin: RawAdmin,
     /// `[databases]`: client database name -> route. Default empty.
     #[serde(default, deserialize_with = "de_databases")]
     pub(crate) databases: Option<BTreeMap<String, RawDatabase>>,
@@ -275,13 +287,14 @@ impl RawConfig {
     /// Every fixed dotted key in documentation order (server settings entries excluded).
     pub(crate) fn fixed_keys() -> Vec<String> {
         let mut keys = vec![ENVIRONMENT_KEY.to_string()];
-        let sections: [(&str, &[&str]); 6] = [
+        let sections: [(&str, &[&str]); 7] = [
             ("upstream", RawUpstream::FIELDS),
             ("pool", RawPool::FIELDS),
             ("redis", RawRedis::FIELDS),
             ("retry", RawRetry::FIELDS),
             ("proxy", RawProxy::FIELDS),
             ("resilience", RawResilience::FIELDS),
+            ("admin", RawAdmin::FIELDS),
         ];
         for (section, fields) in sections {
             for field in fields.iter().filter(|f| **f != "server_settings") {
@@ -340,6 +353,7 @@ impl RawConfig {
             "retry" => self.retry.set_text(field, text),
             "proxy" => self.proxy.set_text(field, text),
             "resilience" => self.resilience.set_text(field, text),
+            "admin" => self.admin.set_text(field, text),
             _ => None,
         };
         match outcome {
@@ -367,6 +381,7 @@ impl RawConfig {
             "retry" => self.retry.show(field),
             "proxy" => self.proxy.show(field),
             "resilience" => self.resilience.show(field),
+            "admin" => self.admin.show(field),
             _ => None,
         }
     }
@@ -382,6 +397,7 @@ impl RawConfig {
         self.retry.merge_from(&later.retry);
         self.proxy.merge_from(&later.proxy);
         self.resilience.merge_from(&later.resilience);
+        self.admin.merge_from(&later.admin);
         if let Some(routes) = &later.databases {
             // Entry by entry: a later layer replaces a whole route, keeps the others.
             let map = self.databases.get_or_insert_with(BTreeMap::new);

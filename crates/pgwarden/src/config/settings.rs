@@ -77,6 +77,8 @@ pub struct Settings {
     pub proxy: ProxySettings,
     /// Probing, breaker, start-up and orphan cleanup.
     pub resilience: ResilienceSettings,
+    /// The HTTP admin listener (health, readiness, metrics).
+    pub admin: AdminSettings,
     /// The proxy's routing table (`[databases]`): client database name (`*` = any other) ->
     /// where its server connections go. Default empty (every name goes to `upstream.url`'s
     /// server under the client's own database and user names).
@@ -228,4 +230,11 @@ pub struct ResilienceSettings {
     pub orphan_idle_threshold: Duration,
     /// Terminate orphans at start-up. Default true.
     pub orphan_cleanup: bool,
+}
+
+/// The HTTP admin listener of `pgwarden serve` (`[admin]`): `/health`, `/ready`, `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSettings {
+    /// Address to listen on, e.g. `127.0.0.1:9187`. Default none: no admin listener.
+    pub listen: Option<std::net::SocketAddr>,
 }

@@ -10,8 +10,8 @@ use super::layer::Layer;
 use super::mask::{mask_secrets, redact_from};
 use super::raw::DATABASES_PREFIX;
 use super::settings::{
-    PoolSettings, ProxySettings, RedisSettings, ResilienceSettings, RetrySettings, Settings,
-    UpstreamSettings,
+    AdminSettings, PoolSettings, ProxySettings, RedisSettings, ResilienceSettings, RetrySettings,
+    Settings, UpstreamSettings,
 };
 use super::source::Source;
 
@@ -145,6 +145,15 @@ pub(crate) fn validate(merged: &Layer) -> Result<Settings, ConfigError> {
         ));
     }
 
+    let admin = AdminSettings {
+        listen: match raw.admin.listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                check.invalid("admin.listen", "expected an address like 127.0.0.1:9187")
+            })?),
+        },
+    };
+
     Ok(Settings {
         environment: raw.environment.unwrap_or_default(),
         upstream,
@@ -153,6 +162,7 @@ pub(crate) fn validate(merged: &Layer) -> Result<Settings, ConfigError> {
         retry,
         proxy,
         resilience,
+        admin,
         databases,
     })
 }

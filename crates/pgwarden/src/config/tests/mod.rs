@@ -1,6 +1,7 @@
 //! Unit tests of the configuration: precedence of every layer, fallbacks, profiles, every
 //! refusal, and masking. The environment is always an injected snapshot, never the process's.
 
+mod admin;
 mod databases;
 mod precedence;
 mod refusals;
