@@ -235,6 +235,9 @@ async fn login(
         params_version: 0,
         unnamed_session_sql: None,
         params_fix_due: false,
+        batch: reprepare::BatchLog::default(),
+        query_deadline: None,
+        query_cancelled: false,
     }))
 }
 
@@ -242,9 +245,6 @@ async fn login(
 async fn acquire(shared: &Shared, pool: &ProxyPool) -> Result<Pooled<ServerConnector>, SessionEnd> {
     if let Some(upstream) = &shared.upstream {
         upstream.client_demand();
-        batch: reprepare::BatchLog::default(),
-        query_deadline: None,
-        query_cancelled: false,
     }
     pool.pool
         .get_timeout(shared.config.query_wait_timeout)
@@ -330,13 +330,6 @@ pub(crate) struct Session {
     /// An extended-protocol `SET`/`RESET`/`DISCARD` was bound since the last Sync: realign
     /// the server connection's parameters after that Sync.
     params_fix_due: bool,
-}
-
-/// Source of session ids.
-static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-enum Event {
-    ClientRead(usize),
     /// The client's messages of the current batch, kept to retry it after a schema change.
     batch: reprepare::BatchLog,
     /// When the request in flight exceeds `query_timeout`: set when a request is sent while
@@ -345,6 +338,13 @@ enum Event {
     /// A cancel for the request in flight was sent at its deadline; none is sent again until
     /// the next ReadyForQuery.
     query_cancelled: bool,
+}
+
+/// Source of session ids.
+static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+enum Event {
+    ClientRead(usize),
     ClientWrote,
     ServerRead(usize),
     ServerWrote,
@@ -381,16 +381,6 @@ impl Session {
                     && s.tracker.transaction_status() != TransactionStatus::Idle
             });
             let running = self.server.is_some() && !self.plan.is_empty();
-            let idle = self.server.is_none()
-                && self.buf_client.is_empty()
-                && self.to_client.is_empty()
-                && self.to_server.is_empty();
-            let event = match self.server.as_deref_mut() {
-                None if idle => {
-                    // Between transactions hold no buffers: an idle client costs little memory.
-                    if self.buf_client.capacity() > 0 || self.to_client.capacity() > 0 {
-                        self.buf_client = BytesMut::new();
-                        self.to_server = BytesMut::new();
             if !running {
                 self.query_deadline = None;
                 self.query_cancelled = false;
@@ -403,8 +393,19 @@ impl Session {
                 self.query_deadline = Some(tokio::time::Instant::now() + query_timeout);
             }
             let query_deadline = self.query_deadline;
+            let idle = self.server.is_none()
+                && self.buf_client.is_empty()
+                && self.to_client.is_empty()
+                && self.to_server.is_empty();
+            let event = match self.server.as_deref_mut() {
+                None if idle => {
+                    // Between transactions hold no buffers: an idle client costs little memory.
+                    if self.buf_client.capacity() > 0 || self.to_client.capacity() > 0 {
+                        self.buf_client = BytesMut::new();
+                        self.to_server = BytesMut::new();
                         self.to_client = BytesMut::new();
                     }
+                    self.batch.release_memory();
                     tokio::select! {
                         r = client.readable() => {
                             r?;
@@ -415,7 +416,6 @@ impl Session {
                                 Err(e) => return Err(e.into()),
                             }
                         }
-                    self.batch.release_memory();
                         _ = shutdown.cancelled() => Event::Shutdown,
                     }
                 }
