@@ -276,6 +276,24 @@ impl<C: Connector> Pool<C> {
         self.shared.spawn_connects();
     }
 
+    /// Closes up to `n` idle connections, least recently used first, gracefully (the
+    /// connector's `close`), and returns how many it closed. Unlike [`Pool::retain`] no
+    /// replacement is opened: the caller wants the room (e.g. a cap shared with other pools).
+    pub fn close_idle(&self, n: usize) -> usize {
+        let closing: Vec<_> = {
+            let mut st = self.shared.state.lock();
+            let n = n.min(st.idle.len());
+            let closing: Vec<_> = st.idle.drain(..n).collect();
+            st.open -= closing.len();
+            closing
+        };
+        let closed = closing.len();
+        for slot in closing {
+            self.shared.close_slot(slot, "closed to make room", true);
+        }
+        closed
+    }
+
     /// Starts connects now to bring the pool to `min_idle` (e.g. when the upstream returns).
     pub fn warm(&self) {
         self.shared.spawn_connects();

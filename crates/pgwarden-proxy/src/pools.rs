@@ -8,10 +8,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use pgwarden_pool::{Pool, PoolConfig, PoolStats};
 use pgwarden_resilience::ProberHandle;
-use tokio::sync::Semaphore;
 
 use crate::config::ProxyConfig;
 use crate::server::connector::ServerTarget;
+use crate::server::db_cap::DatabaseCap;
 use crate::server::{ServerConnector, ServerCredentials};
 use crate::userlist::{Secret, Userlist};
 
@@ -28,7 +28,8 @@ pub struct ProxyPool {
 #[derive(Debug, Default)]
 pub(crate) struct PoolSet {
     pools: Mutex<HashMap<(String, String), Arc<ProxyPool>>>,
-    db_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// `max_db_connections` per server database, keyed by (host, port, database).
+    db_caps: Mutex<HashMap<(String, u16, String), Arc<DatabaseCap>>>,
 }
 
 impl PoolSet {
@@ -75,14 +76,15 @@ impl PoolSet {
                     .map(ServerCredentials::Password)
             })
             .unwrap_or(ServerCredentials::None);
-        let db_limit = (config.max_db_connections > 0).then(|| {
-            let sem = Arc::clone(
-                self.db_limits
-                    .lock()
-                    .entry(server_db.clone())
-                    .or_insert_with(|| Arc::new(Semaphore::new(config.max_db_connections))),
-            );
-            (sem, config.max_db_connections)
+        let db_cap = (config.max_db_connections > 0).then(|| {
+            let key = (server.host.clone(), server.port, server_db.clone());
+            Arc::clone(self.db_caps.lock().entry(key).or_insert_with(|| {
+                Arc::new(DatabaseCap::new(
+                    server_db.clone(),
+                    config.max_db_connections,
+                    config.query_wait_timeout,
+                ))
+            }))
         });
         let connector = ServerConnector::new(
             ServerTarget {
@@ -95,7 +97,7 @@ impl PoolSet {
             credentials,
             config.server_connect_timeout,
             config.server_reset_query.clone(),
-            db_limit,
+            db_cap.clone(),
             upstream.cloned(),
         );
         let name = format!("{database}/{user}");
@@ -120,7 +122,12 @@ impl PoolSet {
         let pool = Arc::new(ProxyPool { name, pool });
         let mut pools = self.pools.lock();
         // Another session may have raced us; keep the first and let ours close.
-        Ok(Arc::clone(pools.entry(key).or_insert(pool)))
+        let pool = Arc::clone(pools.entry(key).or_insert(pool));
+        drop(pools);
+        if let Some(cap) = db_cap {
+            cap.register(&pool);
+        }
+        Ok(pool)
     }
 
     /// Every pool created so far.

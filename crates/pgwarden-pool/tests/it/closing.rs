@@ -56,3 +56,28 @@ async fn close_keeps_its_deadline_and_reports_what_is_still_checked_out() {
     run_for(10).await;
     assert_eq!(server.alive.load(SeqCst), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn close_idle_closes_the_least_recently_used_politely_and_opens_no_replacement() {
+    let (pool, server) = pool(PoolConfig {
+        max_size: 3,
+        ..config()
+    });
+    let a = pool.get().await.unwrap();
+    let b = pool.get().await.unwrap();
+    let held = pool.get().await.unwrap();
+    let first_back = a.id();
+    drop(a);
+    run_for(10).await;
+    drop(b);
+    run_for(10).await;
+    assert_eq!(pool.close_idle(1), 1);
+    run_for(10).await;
+    assert_eq!(server.polite_closes.load(SeqCst), 1);
+    assert_eq!(server.alive.load(SeqCst), 2, "no replacement opened");
+    assert_eq!(pool.status().idle, 1);
+    let again = pool.get().await.unwrap();
+    assert_ne!(again.id(), first_back, "the least recently used one was closed");
+    assert_eq!(pool.close_idle(5), 0, "nothing idle");
+    drop((again, held));
+}

@@ -11,8 +11,9 @@ use pgwarden_protocol::TransactionTracker;
 use pgwarden_resilience::{FailureKind, ProberHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::OwnedSemaphorePermit;
 
+use super::db_cap::DatabaseCap;
 use super::login::{login, read_frame, ServerCredentials};
 use super::{PreparedCache, ServerConnection, ServerError};
 use crate::params::SessionParams;
@@ -43,8 +44,8 @@ struct Inner {
     credentials: RwLock<ServerCredentials>,
     connect_timeout: Duration,
     reset_query: String,
-    /// Database-wide cap shared by every pool of the database.
-    db_limit: Option<(Arc<Semaphore>, usize)>,
+    /// `max_db_connections`, shared by every pool of the database.
+    db_cap: Option<Arc<DatabaseCap>>,
     /// ParameterStatus values of the latest login, replayed to clients at their startup.
     parameters: Mutex<Option<Vec<(String, String)>>>,
     /// The upstream's monitor: gates connects while the breaker is open and hears outcomes.
@@ -61,12 +62,12 @@ impl std::fmt::Debug for ServerConnector {
 
 impl ServerConnector {
     /// A connector for `target`.
-    pub fn new(
+    pub(crate) fn new(
         target: ServerTarget,
         credentials: ServerCredentials,
         connect_timeout: Duration,
         reset_query: String,
-        db_limit: Option<(Arc<Semaphore>, usize)>,
+        db_cap: Option<Arc<DatabaseCap>>,
         upstream: Option<ProberHandle>,
     ) -> ServerConnector {
         ServerConnector {
@@ -75,7 +76,7 @@ impl ServerConnector {
                 credentials: RwLock::new(credentials),
                 connect_timeout,
                 reset_query,
-                db_limit,
+                db_cap,
                 parameters: Mutex::new(None),
                 upstream,
             }),
@@ -102,17 +103,17 @@ impl ServerConnector {
         self.inner.parameters.lock().clone()
     }
 
-    async fn open(&self) -> Result<ServerConnection, ServerError> {
+    /// Whether `other` is this connector (the same pool's).
+    pub(crate) fn same_as(&self, other: &ServerConnector) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Connects and logs in; the connection holds `permit` (a slot of the database cap).
+    async fn open(
+        &self,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<ServerConnection, ServerError> {
         let t = &self.inner.target;
-        let permit = match &self.inner.db_limit {
-            Some((sem, max)) => Some(Arc::clone(sem).try_acquire_owned().map_err(|_| {
-                ServerError::DatabaseLimit {
-                    database: t.database.clone(),
-                    max: *max,
-                }
-            })?),
-            None => None,
-        };
         let mut stream = TcpStream::connect((t.host.as_str(), t.port)).await?;
         stream.set_nodelay(true)?;
         let addr = stream.peer_addr()?;
@@ -207,13 +208,20 @@ impl Connector for ServerConnector {
     type Error = ServerError;
 
     async fn connect(&self) -> Result<ServerConnection, ServerError> {
+        // Room under max_db_connections first (possibly waiting, possibly closing another
+        // pool's idle connection): the connect timeout starts once there is room.
+        let permit = match &self.inner.db_cap {
+            Some(cap) => Some(cap.acquire(self).await?),
+            None => None,
+        };
         if let Some(upstream) = &self.inner.upstream {
             // Takes the breaker's half-open trial when one is due; refused while it is open.
             if let Err(unavailable) = upstream.admit() {
                 return Err(ServerError::Unavailable(unavailable.to_string()));
             }
         }
-        let result = match tokio::time::timeout(self.inner.connect_timeout, self.open()).await {
+        let result = match tokio::time::timeout(self.inner.connect_timeout, self.open(permit)).await
+        {
             Ok(result) => result,
             Err(_) => Err(ServerError::Timeout(self.inner.connect_timeout)),
         };

@@ -2,10 +2,12 @@
 //!
 //! - [`login`]: the startup and authentication exchange as a client.
 //! - [`connector`]: [`ServerConnector`], the pool core's connector for server connections.
+//! - [`db_cap`]: `max_db_connections` over the pools of one database.
 //! - this file: [`ServerConnection`] (socket, read buffer, transaction tracker, applied session
 //!   parameters, prepared statements it holds) and [`ServerError`].
 
 pub(crate) mod connector;
+pub(crate) mod db_cap;
 pub(crate) mod login;
 
 use std::collections::{HashSet, VecDeque};

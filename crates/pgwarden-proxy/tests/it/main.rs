@@ -9,6 +9,7 @@ mod auth;
 mod basic;
 mod breaker;
 mod cap;
+mod db_cap;
 mod drivers;
 mod errors;
 mod params;
