@@ -82,9 +82,11 @@ pub struct UpstreamMonitor {
     last_orphan_cleanup: Option<OrphanCleanup>,
 }
 
-/// While unavailable, client demand triggers a probe at most this often (so a returning
-/// database is noticed within about a second, whatever the backoff delay).
-pub const DEMAND_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// While unavailable, client demand triggers a probe at most this often, so a returning
+/// database is noticed within half a second whatever the backoff delay. Recovery takes this
+/// plus a probe, a connect and the query: at 1 s it could miss a one-second recovery goal
+/// when the previous probe ran just before the server came back.
+pub const DEMAND_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 impl UpstreamMonitor {
     /// A monitor in state `Unknown` whose first probe is due at `now`.
@@ -225,7 +227,7 @@ impl UpstreamMonitor {
     /// Call when a client wants the upstream. Resumes paused probing (a probe becomes due now).
     /// While the upstream is suspect (unavailable, or the breaker not closed), brings the next
     /// probe forward to now, or to [`DEMAND_PROBE_INTERVAL`] after the last probe, so a
-    /// returning database is noticed within about a second whatever the backoff delay
+    /// returning database is noticed within half a second whatever the backoff delay
     /// (configuration problems excepted: those wait for their slow schedule). Returns true when
     /// the schedule changed or a probe is due: the driver should wake.
     pub fn on_client_demand(&mut self, now: Instant) -> bool {

@@ -192,7 +192,7 @@ impl ProberHandle {
     }
 
     /// A client wants the upstream: resumes paused probing (development) right away, and while
-    /// the upstream is suspect probes within about a second.
+    /// the upstream is suspect probes within half a second.
     pub fn client_demand(&self) {
         if self.shared.monitor().on_client_demand(now()) {
             self.shared.wake.notify_one();

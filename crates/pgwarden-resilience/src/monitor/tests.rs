@@ -374,10 +374,15 @@ fn client_failures_bring_at_most_one_probe_forward() {
     monitor.on_probe_failure(t0 + secs(12), refused());
     let scheduled = monitor.next_probe_at();
     assert_eq!(scheduled, Some(t0 + secs(22)));
-    // Suspect now: further failures bring it forward to one second after that probe, no nearer.
+    // Suspect now: further failures bring it forward to half a second after that probe, no
+    // nearer.
     monitor.on_client_failure(t0 + secs(12), &refused());
     monitor.on_client_failure(t0 + secs(12), &refused());
-    assert_eq!(monitor.next_probe_at(), Some(t0 + secs(13)));
+    assert_eq!(
+        monitor.next_probe_at(),
+        Some(t0 + secs(12) + DEMAND_PROBE_INTERVAL)
+    );
+    assert_eq!(DEMAND_PROBE_INTERVAL, Duration::from_millis(500));
 }
 
 #[test]
