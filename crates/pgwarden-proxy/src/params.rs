@@ -57,6 +57,24 @@ impl SessionParams {
         SessionParams { values }
     }
 
+    /// SQL that sets `application_name` back to `app` (a server connection's login value,
+    /// the instance tag) while keeping every other parameter, or `None` when it already is
+    /// `app`; records the change. Run on release, so a connection idle in the pool shows its
+    /// instance's tag in `pg_stat_activity` (orphan cleanup finds it by that tag).
+    pub(crate) fn restore_application_name(&mut self, app: &str) -> Option<String> {
+        if self.literal("application_name") == Some(app) {
+            return None;
+        }
+        self.values.insert(
+            "application_name".to_string(),
+            Value::Literal(app.to_string()),
+        );
+        Some(format!(
+            "SELECT pg_catalog.set_config('application_name', {}, false)",
+            quote(app)
+        ))
+    }
+
     /// The literal value of `name` if the client set it at startup.
     pub(crate) fn literal(&self, name: &str) -> Option<&str> {
         match self.values.get(&name.to_ascii_lowercase()) {
@@ -285,6 +303,26 @@ mod tests {
         assert_eq!(
             sql,
             "SELECT pg_catalog.set_config('application_name', 'it''s', false);RESET work_mem;"
+        );
+    }
+
+    #[test]
+    fn restoring_the_tag_keeps_the_other_parameters() {
+        let start = startup(&[("application_name", "client's")]);
+        let mut s = start.clone();
+        s.apply_sql("SET work_mem = '8MB'", &start);
+        let sql = s.restore_application_name("pgwarden#0badcafe").unwrap();
+        assert_eq!(
+            sql,
+            "SELECT pg_catalog.set_config('application_name', 'pgwarden#0badcafe', false)"
+        );
+        assert_eq!(s.literal("application_name"), Some("pgwarden#0badcafe"));
+        assert_eq!(s.restore_application_name("pgwarden#0badcafe"), None);
+        // The next client with the same name as before only needs its name back.
+        let sql = start.sync_sql(&s).unwrap();
+        assert!(
+            sql.contains("'client''s'") && sql.contains("RESET work_mem"),
+            "{sql}"
         );
     }
 }

@@ -254,7 +254,12 @@ impl Connector for ServerConnector {
         if conn.broken || !conn.tracker.is_idle() {
             // Abandoned mid-transaction or mid-reply: closing is the only safe reset.
             ReleaseState::Broken
-        } else if conn.needs_reset {
+        } else if conn.needs_reset
+            || conn.params.literal("application_name")
+                != Some(self.inner.target.application_name.as_str())
+        {
+            // A client's own application_name is on it: restored (reset) off the client's
+            // path, so an idle pooled connection shows the instance tag.
             ReleaseState::NeedsReset
         } else {
             ReleaseState::Clean
@@ -262,12 +267,22 @@ impl Connector for ServerConnector {
     }
 
     async fn reset(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
-        let query = self.inner.reset_query.clone();
-        if !query.trim().is_empty() {
-            self.run_internal(conn, &query).await?;
+        let app = &self.inner.target.application_name;
+        if conn.needs_reset {
+            // Session mode, client gone: the reset query (DISCARD ALL) restores the login
+            // parameters, application_name included.
+            let query = self.inner.reset_query.clone();
+            if !query.trim().is_empty() {
+                self.run_internal(conn, &query).await?;
+            }
+            conn.prepared.clear();
+            conn.params = SessionParams::server_default(app);
         }
-        conn.prepared.clear();
-        conn.params = SessionParams::server_default(&self.inner.target.application_name);
+        if let Some(sql) = conn.params.restore_application_name(app) {
+            // A client's name is still on it (transaction mode): only the tag comes back;
+            // other parameters stay for the next client that wants them.
+            self.run_internal(conn, &sql).await?;
+        }
         conn.params_owner = None;
         conn.needs_reset = false;
         Ok(())
