@@ -9,7 +9,8 @@
 //! - [`global`] (`global.rs`): the optional process-wide instance.
 //! - [`pg`]: the PostgreSQL connector on tokio-postgres; its socket is watched by the protocol
 //!   crate's transaction tracker so a connection dropped mid-transaction is never reused dirty.
-//! - `orphans.rs`: orphan cleanup — backends of crashed earlier instances, terminated.
+//! - [`OrphanCleaner`] (`orphans.rs`): orphan cleanup — backends of crashed earlier instances,
+//!   terminated; used by [`Warden`] and by `pgwarden serve`.
 //! - `redis_pool.rs`: the Redis connector on the `redis` crate.
 //! - [`Error`] (`error.rs`): what callers get back, with SQLSTATEs where the server gave one.
 //!
@@ -41,6 +42,7 @@ mod warden;
 
 pub use error::{ConnectError, Error};
 pub use global::{global, init_global};
+pub use orphans::OrphanCleaner;
 pub use pg::{PgConnection, PgConnector};
 pub use pgwarden_pool::{CloseReport, PoolError, PoolEvent, PoolStats, PoolStatus};
 pub use redis_pool::RedisConnector;

@@ -1,6 +1,6 @@
-//! Orphan cleanup for the library: finds the server backends an earlier (crashed) instance of
-//! this application left behind and terminates them, at start-up, on demand, and once the
-//! upstream is reached after a degraded start. Which backends qualify is decided by
+//! Orphan cleanup for the library and for `pgwarden serve` alike: finds the server backends an
+//! earlier (crashed) instance of this application left behind and terminates them, at start-up,
+//! on demand, and once the upstream is reached after a degraded start. Which backends qualify is decided by
 //! [`pgwarden_resilience::select_orphans`]; this file runs the queries and keeps the report.
 
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub struct OrphanReport {
 
 /// Runs cleanups for one instance and remembers the last report. Cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct OrphanCleaner {
+pub struct OrphanCleaner {
     /// Opens the one unpooled maintenance connection (tagged like the pool's).
     connector: PgConnector,
     policy: OrphanPolicy,
@@ -44,7 +44,7 @@ pub(crate) struct OrphanCleaner {
 
 impl OrphanCleaner {
     /// A cleaner for the instance `tag`, connecting with `connector`.
-    pub(crate) fn new(
+    pub fn new(
         connector: PgConnector,
         tag: InstanceTag,
         idle_threshold: Duration,
@@ -60,13 +60,13 @@ impl OrphanCleaner {
     }
 
     /// The last cleanup's report, if one finished.
-    pub(crate) fn last(&self) -> Option<OrphanReport> {
+    pub fn last(&self) -> Option<OrphanReport> {
         self.last.lock().clone()
     }
 
     /// One cleanup: lists the candidates, terminates the orphans, logs one line if it found
     /// any, keeps the report and hands its counts to `upstream`'s status summary.
-    pub(crate) async fn run(&self, upstream: Option<&ProberHandle>) -> Result<OrphanReport, Error> {
+    pub async fn run(&self, upstream: Option<&ProberHandle>) -> Result<OrphanReport, Error> {
         let conn = self.connector.connect_unpooled().await?;
         let result = self.run_on(conn.client()).await;
         conn.close().await;
@@ -135,7 +135,7 @@ impl OrphanCleaner {
     /// After a degraded start: waits until the upstream is available (now or at its next
     /// `available` transition), then cleans once. A failed cleanup is logged and retried at
     /// the next recovery. Ends on `cancel`.
-    pub(crate) async fn run_on_recovery(self, upstream: ProberHandle, cancel: CancellationToken) {
+    pub async fn run_on_recovery(self, upstream: ProberHandle, cancel: CancellationToken) {
         // Subscribe before looking at the state, so a recovery in between is not missed.
         let mut transitions = upstream.subscribe();
         let mut available = upstream.state() == UpstreamState::Available;

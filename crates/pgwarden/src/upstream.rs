@@ -8,6 +8,8 @@ use pgwarden_resilience::{
 };
 
 use crate::config::{Environment, Settings};
+use crate::error::Error;
+use crate::pg::{PgConnector, PgConnectorOptions, PgLoginProbe};
 
 /// Host, port, user, password and database named by the upstream URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -56,6 +58,32 @@ impl UpstreamAddress {
             database: config.get_dbname().map(str::to_string),
         })
     }
+}
+
+/// A connector for the upstream URL's server, user and database, its connections named
+/// `application_name` (the instance tag for pooled and maintenance connections).
+pub fn pg_connector(settings: &Settings, application_name: &str) -> Result<PgConnector, Error> {
+    let up = &settings.upstream;
+    PgConnector::new(PgConnectorOptions {
+        url: up.url.clone(),
+        application_name: application_name.to_string(),
+        connect_timeout: up.connect_timeout,
+        command_timeout: up.command_timeout,
+        server_settings: up
+            .server_settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}
+
+/// The login probe of the library and of `pgwarden serve`: `connector`'s server and
+/// credentials, logging in as `{name}-probe` so its logins never count as pool connections.
+pub fn login_probe(connector: &PgConnector, name: &str, settings: &Settings) -> PgLoginProbe {
+    let connector = connector
+        .clone()
+        .with_application_name(&format!("{name}-probe"));
+    PgLoginProbe::new(connector, settings.resilience.probe_timeout)
 }
 
 /// The monitor's settings from the configuration.

@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::error::Error;
 use crate::orphans::OrphanCleaner;
 pub use crate::orphans::OrphanReport;
-use crate::pg::{PgConnector, PgConnectorOptions};
+use crate::pg::PgConnector;
 use crate::redis_pool::RedisConnector;
 
 /// A PostgreSQL connection checked out of the pool. Derefs to [`PgConnection`](crate::PgConnection);
@@ -85,19 +85,8 @@ impl Warden {
     /// Validates `settings` and builds the facade. Nothing is connected yet.
     pub fn new(settings: Settings) -> Result<Self, Error> {
         let up = &settings.upstream;
-        let pg_connector = PgConnector::new(PgConnectorOptions {
-            url: up.url.clone(),
-            application_name: up.application_name.clone(),
-            connect_timeout: up.connect_timeout,
-            command_timeout: up.command_timeout,
-            server_settings: up
-                .server_settings
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        })?;
         let tag = InstanceTag::new(&up.application_name);
-        let pg_connector = pg_connector.with_application_name(&tag.application_name());
+        let pg_connector = crate::upstream::pg_connector(&settings, &tag.application_name())?;
         let pg_config = pool_config(POSTGRES, &settings);
         pg_config
             .validate()
@@ -175,12 +164,7 @@ impl Warden {
     }
 
     fn login_probe(&self) -> crate::pg::PgLoginProbe {
-        // The probe's own logins are named apart so they never count as pool connections.
-        let connector = self
-            .pg_connector
-            .clone()
-            .with_application_name(&format!("{}-probe", self.tag.name()));
-        crate::pg::PgLoginProbe::new(connector, self.settings.resilience.probe_timeout)
+        crate::upstream::login_probe(&self.pg_connector, self.tag.name(), &self.settings)
     }
 
     /// The upstream's status: state, consecutive failures, retry delay, breaker, last error.

@@ -1,17 +1,25 @@
 //! `pgwarden serve`: the wire-protocol pooling proxy in front of the configured upstream.
 //!
 //! Start-up: load the configuration, wait (briefly, per the start-up policy) for the upstream,
-//! start the background prober, bind the listener. SIGINT or SIGTERM: stop accepting, let
-//! clients finish their transactions (up to the drain timeout), close every server connection
-//! with Terminate, print the final statistics, exit 0.
+//! start the background prober, terminate orphans of earlier instances, bind the listener.
+//! SIGINT or SIGTERM: stop accepting, let clients finish their transactions (up to the drain
+//! timeout), close every server connection with Terminate, print the final statistics, exit 0.
+//!
+//! The resilience wiring is the library's own: server connections log in tagged
+//! `{application_name}#{instance id}` ([`InstanceTag`]), the orphan cleanup is
+//! [`OrphanCleaner`], and with credentials in the upstream URL the probe is the library's
+//! login probe ([`PgLoginProbe`]), so a wrong password or a missing database is reported once
+//! as a configuration error instead of never.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use pgwarden::config::{DatabaseSettings, LoadOptions, Settings};
+use pgwarden::pg::PgLoginProbe;
 use pgwarden::upstream::{self, StartupOutcome, UpstreamAddress};
+use pgwarden::OrphanCleaner;
 use pgwarden_proxy::{AuthType, DatabaseRoute, PoolMode, Proxy, ProxyConfig, Upstream};
-use pgwarden_resilience::{Prober, TcpProbe};
+use pgwarden_resilience::{Failure, InstanceTag, Probe, Prober, TcpProbe};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -118,22 +126,69 @@ fn database_route(route: &DatabaseSettings, default: &Upstream) -> DatabaseRoute
     }
 }
 
+/// How `serve` probes the upstream: with a login when the upstream URL carries a user and a
+/// password (the proxy's pools may log in as other users too, but these credentials are the
+/// operator's own and a rejection of them is a configuration error), with TCP otherwise.
+#[derive(Debug)]
+enum ServeProbe {
+    Login(Box<PgLoginProbe>),
+    Tcp(TcpProbe),
+}
+
+impl Probe for ServeProbe {
+    async fn probe(&self) -> Result<(), Failure> {
+        match self {
+            ServeProbe::Login(p) => p.probe().await,
+            ServeProbe::Tcp(p) => p.probe().await,
+        }
+    }
+
+    async fn probe_uncached(&self) -> Result<(), Failure> {
+        match self {
+            ServeProbe::Login(p) => p.probe_uncached().await,
+            ServeProbe::Tcp(p) => p.probe_uncached().await,
+        }
+    }
+}
+
 async fn serve(settings: Settings, drain_timeout: Duration) -> ExitCode {
-    let config = match proxy_config(&settings) {
+    let mut config = match proxy_config(&settings) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("pgwarden: {e}");
             return ExitCode::from(super::EXIT_INVALID_CONFIG);
         }
     };
-    let probe = TcpProbe {
-        host: config.upstream.host.clone(),
-        port: config.upstream.port,
-        probe_timeout: settings.resilience.probe_timeout,
+    // Server connections log in as this instance's tag, so orphan cleanup (this process's
+    // after a crash of this one) can find them; a client's own application_name is applied
+    // while it is served and the tag restored when the connection goes back to the pool.
+    let tag = InstanceTag::new(&settings.upstream.application_name);
+    config.application_name = tag.application_name();
+    let maintenance = match upstream::pg_connector(&settings, &tag.application_name()) {
+        Ok(connector) => connector,
+        Err(e) => {
+            eprintln!("pgwarden: {e}");
+            return ExitCode::from(super::EXIT_INVALID_CONFIG);
+        }
     };
-    match upstream::wait_for_upstream(&probe, &upstream::startup_policy(&settings)).await {
-        StartupOutcome::Ready => {}
-        StartupOutcome::Degraded(_) => {}
+    let probe = if config.upstream.user.is_some() && config.upstream.password.is_some() {
+        ServeProbe::Login(Box::new(upstream::login_probe(
+            &maintenance,
+            tag.name(),
+            &settings,
+        )))
+    } else {
+        ServeProbe::Tcp(TcpProbe {
+            host: config.upstream.host.clone(),
+            port: config.upstream.port,
+            probe_timeout: settings.resilience.probe_timeout,
+        })
+    };
+    let degraded = match upstream::wait_for_upstream(&probe, &upstream::startup_policy(&settings))
+        .await
+    {
+        StartupOutcome::Ready => false,
+        StartupOutcome::Degraded(_) => true,
         StartupOutcome::Refused(failure) => {
             eprintln!(
                 "pgwarden: upstream {}:{} is required (require_upstream = true) but unavailable: {failure}",
@@ -141,7 +196,7 @@ async fn serve(settings: Settings, drain_timeout: Duration) -> ExitCode {
             );
             return ExitCode::from(EXIT_FAILURE);
         }
-    }
+    };
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -149,6 +204,16 @@ async fn serve(settings: Settings, drain_timeout: Duration) -> ExitCode {
     let handle = prober.handle();
     tasks.spawn(prober.run(shutdown.child_token()));
     tasks.spawn(wait_for_signal(shutdown.clone()));
+    if settings.resilience.orphan_cleanup {
+        let cleaner =
+            OrphanCleaner::new(maintenance, tag, settings.resilience.orphan_idle_threshold);
+        if degraded {
+            // Once the prober first sees the upstream.
+            tasks.spawn(cleaner.run_on_recovery(handle.clone(), shutdown.child_token()));
+        } else if let Err(e) = cleaner.run(Some(&handle)).await {
+            tracing::warn!(error = %e, "orphan cleanup failed");
+        }
+    }
 
     let proxy = match Proxy::bind(config, Some(handle)).await {
         Ok(proxy) => proxy,
