@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`config`]: the typed settings, layered defaults < file < environment < flags, validated.
+//! - [`admin`]: the HTTP admin face (`/health`, `/ready`, `/metrics`) over a running proxy.
 //! - [`Warden`] (`warden.rs`): the facade — `connection().await`, `fetch_*`, `execute`,
 //!   `health_check`, `stats`, `shutdown`; PostgreSQL and Redis pools with one lifecycle.
 //! - [`global`] (`global.rs`): the optional process-wide instance.
@@ -31,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod config;
 mod error;
 mod global;

@@ -14,6 +14,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pgwarden::admin::{AdminServer, ProxyAdminSource};
 use pgwarden::config::{DatabaseSettings, LoadOptions, Settings};
 use pgwarden::pg::PgLoginProbe;
 use pgwarden::upstream::{self, StartupOutcome, UpstreamAddress};
@@ -215,6 +216,7 @@ async fn serve(settings: Settings, drain_timeout: Duration) -> ExitCode {
         }
     }
 
+    let admin_status = handle.clone();
     let proxy = match Proxy::bind(config, Some(handle)).await {
         Ok(proxy) => proxy,
         Err(e) => {
@@ -224,7 +226,22 @@ async fn serve(settings: Settings, drain_timeout: Duration) -> ExitCode {
         }
     };
     println!("pgwarden listening on {}", proxy.local_addr());
+    let admin_stop = CancellationToken::new();
+    let admin = start_admin(
+        &settings,
+        &proxy,
+        admin_status,
+        &shutdown,
+        &admin_stop,
+        &tasks,
+    );
+    if let Err(code) = admin.await {
+        shutdown.cancel();
+        return code;
+    }
     let stats = proxy.run(shutdown.clone(), drain_timeout).await;
+    // Only now: `/ready` answered "shutting down" while the proxy drained.
+    admin_stop.cancel();
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;
@@ -235,6 +252,34 @@ async fn serve(settings: Settings, drain_timeout: Duration) -> ExitCode {
         "pgwarden stopped; every server connection closed"
     );
     ExitCode::SUCCESS
+}
+
+/// Starts the admin listener when `admin.listen` is set. It answers until `stop`, which fires
+/// after the proxy has drained, so `/ready` reports the drain (`shutdown` fired) meanwhile.
+async fn start_admin(
+    settings: &Settings,
+    proxy: &Proxy,
+    upstream: pgwarden_resilience::ProberHandle,
+    shutdown: &CancellationToken,
+    stop: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<(), ExitCode> {
+    let Some(listen) = settings.admin.listen else {
+        return Ok(());
+    };
+    let source = ProxyAdminSource::new(proxy.handle(), Some(upstream), shutdown.clone());
+    let server = AdminServer::bind(listen, source).await.map_err(|e| {
+        eprintln!("pgwarden: {e}");
+        ExitCode::from(EXIT_FAILURE)
+    })?;
+    println!("pgwarden admin listening on {}", server.local_addr());
+    let stop = stop.clone();
+    tasks.spawn(async move {
+        if let Err(e) = server.run(stop).await {
+            tracing::error!(error = %e, "admin listener stopped");
+        }
+    });
+    Ok(())
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM (or when it is cancelled otherwise).

@@ -12,7 +12,10 @@ fn the_admin_listener_is_off_by_default_and_set_by_file_env_or_flag() {
     let from_env = load(Some(&file), &env, &[]).settings.admin.listen;
     assert_eq!(from_env, Some("0.0.0.0:9000".parse().unwrap()));
     // An empty value switches it off again.
-    let off = load(Some(&file), &[], &[("admin.listen", "")]).settings.admin.listen;
+    let off = load(Some(&file), &[], &[("admin.listen", "")])
+        .settings
+        .admin
+        .listen;
     assert_eq!(off, None);
 }
 
