@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::tls::TlsMode;
+
 /// When a server connection goes back to the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolMode {
@@ -179,6 +181,13 @@ pub struct ProxyConfig {
     pub max_message_len: u32,
     /// Prepared statements cached per server connection before the oldest is closed.
     pub max_prepared_statements: usize,
+    /// Whether clients may (`allow`, the default) or must (`require`) use TLS; `disable`
+    /// answers every SSLRequest with `N`. TLS is offered only with a certificate and key.
+    pub tls_mode: TlsMode,
+    /// PEM certificate chain (leaf first) presented to clients. Default none (no TLS).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`. Default none.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl ProxyConfig {
@@ -215,6 +224,9 @@ impl ProxyConfig {
             application_name: "pgwarden".to_string(),
             max_message_len: 256 << 20,
             max_prepared_statements: 200,
+            tls_mode: TlsMode::Allow,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 
@@ -243,6 +255,14 @@ impl ProxyConfig {
             && self.auth_query.is_none()
         {
             return Err("auth_type needs an auth_file or an auth_query to check passwords".into());
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => return Err("tls_cert_file is set but tls_key_file is not".into()),
+            (None, Some(_)) => return Err("tls_key_file is set but tls_cert_file is not".into()),
+            (None, None) if self.tls_mode == TlsMode::Require => {
+                return Err("tls_mode require needs tls_cert_file and tls_key_file".into());
+            }
+            _ => {}
         }
         Ok(())
     }

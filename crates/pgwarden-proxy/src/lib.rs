@@ -16,6 +16,7 @@
 //! - `pools`: the per-(database, user) pools and routing.
 //! - `cancel`: pgwarden's own BackendKeyData per client and cancel forwarding.
 //! - [`userlist`]: PgBouncer's `userlist.txt` format.
+//! - [`tls`]: TLS towards clients ([`TlsMode`], loading the certificate and key).
 //!
 //! # Example
 //! ```no_run
@@ -41,9 +42,11 @@ mod pools;
 pub mod proxy;
 mod responses;
 mod server;
+pub mod tls;
 pub mod userlist;
 
 pub use config::{AuthType, DatabaseRoute, PoolMode, ProxyConfig, Upstream};
 pub use pools::ProxyPool;
 pub use proxy::{Proxy, ProxyHandle, ProxyStats, StartError};
 pub use server::{ServerConnection, ServerConnector, ServerCredentials, ServerError};
+pub use tls::{TlsError, TlsMode};

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::cancel::CancelRegistry;
 use crate::config::ProxyConfig;
 use crate::pools::PoolSet;
+use crate::tls::{TlsError, TlsMode};
 use crate::userlist::{Userlist, UserlistError};
 
 /// Counters of the proxy as a whole.
@@ -36,6 +37,9 @@ pub(crate) struct Shared {
     pub(crate) stats: Counters,
     /// Fires when shutdown starts: idle clients are told and disconnected.
     pub(crate) shutdown: CancellationToken,
+    /// Answers SSLRequest with `S` when set (a certificate is configured and `tls_mode` is
+    /// not `disable`).
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// A snapshot of the proxy's state.
@@ -62,6 +66,9 @@ pub enum StartError {
     /// The userlist could not be loaded.
     #[error(transparent)]
     Userlist(#[from] UserlistError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -113,6 +120,12 @@ impl Proxy {
             Some(path) => Userlist::load(path)?,
             None => Userlist::default(),
         };
+        let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+            (Some(cert), Some(key)) if config.tls_mode != TlsMode::Disable => Some(
+                tokio_rustls::TlsAcceptor::from(crate::tls::server_config(cert, key)?),
+            ),
+            _ => None,
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -129,6 +142,7 @@ impl Proxy {
                 upstream,
                 stats: Counters::default(),
                 shutdown: CancellationToken::new(),
+                tls,
             }),
             listener,
         })

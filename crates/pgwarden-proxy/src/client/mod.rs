@@ -12,6 +12,7 @@
 mod forward;
 mod reprepare;
 mod startup;
+mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use crate::pools::ProxyPool;
 use crate::proxy::Shared;
 use crate::responses::ResponsePlan;
 use crate::server::{ServerConnector, ServerError};
+use stream::ClientStream;
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -83,12 +85,13 @@ const BACKPRESSURE_LIMIT: usize = 256 * 1024;
 /// Serves one accepted client until it leaves. `permit` is `None` when `max_client_conn` is
 /// exhausted: the client is told so after its startup packet.
 pub(crate) async fn run_session(
-    mut client: TcpStream,
+    client: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let _ = client.set_nodelay(true);
+    let mut client = ClientStream::Plain(client);
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let login = tokio::time::timeout(
         shared.config.client_login_timeout,
@@ -121,7 +124,11 @@ pub(crate) async fn run_session(
     if let Err(SessionEnd::Fatal { code, message }) = result {
         tracing::debug!(%peer, code, %message, "closing client");
         let out = error_message("FATAL", code, &message);
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.write_all(&out)).await;
+        let goodbye = async {
+            client.write_all(&out).await?;
+            client.shutdown().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
     }
 }
 
@@ -129,7 +136,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 /// Startup, authentication and the greeting; `None` for a cancel request.
 async fn login(
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     buf: &mut BytesMut,
     shared: &Arc<Shared>,
     within_limit: bool,
@@ -354,18 +361,21 @@ enum Event {
 }
 
 impl Session {
-    async fn run(&mut self, client: &mut TcpStream) -> Result<(), SessionEnd> {
+    async fn run(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
         let result = self.event_loop(client).await;
         // Flush what the client is owed (e.g. a final error) before closing.
         if !self.to_client.is_empty() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), client.write_all(&self.to_client))
-                .await;
+            let flush = async {
+                client.write_all(&self.to_client).await?;
+                client.flush().await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
         }
         self.release_server(true);
         result
     }
 
-    async fn event_loop(&mut self, client: &mut TcpStream) -> Result<(), SessionEnd> {
+    async fn event_loop(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
         let shutdown = self.shared.shutdown.clone();
         let idle_tx_timeout = self.shared.config.idle_transaction_timeout;
         let query_timeout = self.shared.config.query_timeout;
@@ -407,15 +417,10 @@ impl Session {
                     }
                     self.batch.release_memory();
                     tokio::select! {
-                        r = client.readable() => {
-                            r?;
-                            self.buf_client.reserve(READ_CHUNK);
-                            match client.try_read_buf(&mut self.buf_client) {
-                                Ok(n) => Event::ClientRead(n),
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Event::ClientWrote,
-                                Err(e) => return Err(e.into()),
-                            }
-                        }
+                        r = client.read_idle(&mut self.buf_client, READ_CHUNK) => match r? {
+                            Some(n) => Event::ClientRead(n),
+                            None => Event::ClientWrote,
+                        },
                         _ = shutdown.cancelled() => Event::Shutdown,
                     }
                 }

@@ -1,6 +1,6 @@
-//! A client's first moments: SSL/GSSAPI negotiation, the startup packet or a CancelRequest,
-//! and password authentication (SCRAM-SHA-256, md5, trust) against the userlist or
-//! `auth_query`.
+//! A client's first moments: SSL/GSSAPI negotiation (TLS handshake included), the startup
+//! packet with protocol version negotiation or a CancelRequest, and password authentication
+//! (SCRAM-SHA-256, md5, trust) against the userlist or `auth_query`.
 
 use bytes::{Bytes, BytesMut};
 use pgwarden_protocol::auth::{
@@ -11,32 +11,81 @@ use pgwarden_protocol::scram::{ScramCredentials, ScramSecret, ScramServer, Scram
 use pgwarden_protocol::startup::{StartupMessage, StartupPacket};
 use pgwarden_protocol::{Frame, ProtocolError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use super::stream::ClientStream;
 use super::{fatal, SessionEnd};
-use crate::config::AuthType;
+use crate::config::{AuthType, TlsMode};
 use crate::proxy::Shared;
 use crate::server::ServerCredentials;
 use crate::userlist::Secret;
 
-/// Reads the startup packet, answering SSLRequest and GSSENCRequest with 'N' and serving a
-/// CancelRequest. `Ok(None)` means the connection was a cancel and is done.
+/// Reads the startup packet. An SSLRequest is answered `S` followed by the TLS handshake when
+/// TLS is configured, `N` otherwise; a GSSENCRequest always `N`; each at most once, as in
+/// PostgreSQL. A CancelRequest is served. A StartupMessage asking for a newer 3.x or carrying
+/// `_pq_.` options gets NegotiateProtocolVersion and continues at 3.0; with
+/// `tls_mode = require` a client not using TLS is refused. `Ok(None)` means the connection was
+/// a cancel and is done.
 pub(crate) async fn read_startup(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut BytesMut,
     shared: &Shared,
 ) -> Result<Option<StartupMessage>, SessionEnd> {
+    let mut ssl_done = false;
+    let mut gss_done = false;
     loop {
         match StartupPacket::parse(buf) {
-            Ok(Some(StartupPacket::SslRequest | StartupPacket::GssEncRequest)) => {
-                // No TLS configured: the client continues in clear text or gives up.
+            Ok(Some(StartupPacket::SslRequest)) if !ssl_done => {
+                ssl_done = true;
+                let Some(acceptor) = &shared.tls else {
+                    // The client continues in clear text or gives up.
+                    stream.write_all(b"N").await?;
+                    continue;
+                };
+                if !buf.is_empty() {
+                    // Bytes sent before the handshake would be taken as if they came over TLS.
+                    return Err(fatal(
+                        "08P01",
+                        "received unencrypted data after SSL request",
+                    ));
+                }
+                stream.write_all(b"S").await?;
+                if let Err(e) = stream.upgrade(acceptor).await {
+                    tracing::debug!(error = %e, "TLS handshake with a client failed");
+                    return Err(SessionEnd::ClientGone);
+                }
+                // Inside TLS, GSSAPI encryption makes no sense (PostgreSQL refuses it too).
+                gss_done = true;
+            }
+            Ok(Some(StartupPacket::GssEncRequest)) if !gss_done => {
+                gss_done = true;
+                // No GSSAPI: the client goes on with an SSLRequest or a StartupMessage.
                 stream.write_all(b"N").await?;
+            }
+            Ok(Some(StartupPacket::SslRequest | StartupPacket::GssEncRequest)) => {
+                return Err(fatal(
+                    "08P01",
+                    "unsupported frontend protocol: encryption was already negotiated",
+                ));
             }
             Ok(Some(StartupPacket::Cancel(request))) => {
                 shared.cancels.cancel(&request).await;
                 return Ok(None);
             }
-            Ok(Some(StartupPacket::Startup(startup))) => return Ok(Some(startup)),
+            Ok(Some(StartupPacket::Startup(mut startup))) => {
+                if shared.config.tls_mode == TlsMode::Require && !stream.is_tls() {
+                    return Err(fatal(
+                        "28000",
+                        "pgwarden accepts only TLS connections (proxy.tls_mode = require); \
+                         connect with sslmode=require",
+                    ));
+                }
+                if let Some(answer) = startup.negotiate() {
+                    let mut out = BytesMut::with_capacity(64);
+                    answer.encode(&mut out);
+                    stream.write_all(&out).await?;
+                }
+                return Ok(Some(startup));
+            }
             Ok(None) => {
                 if stream.read_buf(buf).await? == 0 {
                     return Err(SessionEnd::ClientGone);
@@ -45,7 +94,7 @@ pub(crate) async fn read_startup(
             Err(e @ ProtocolError::UnsupportedProtocolVersion { .. }) => {
                 return Err(fatal(
                     "0A000",
-                    format!("unsupported frontend protocol: {e}"),
+                    format!("unsupported frontend protocol: {e}: pgwarden supports 3.0"),
                 ));
             }
             Err(e) => return Err(fatal("08P01", format!("invalid startup packet: {e}"))),
@@ -56,7 +105,7 @@ pub(crate) async fn read_startup(
 /// Authenticates the client as `user`. On success returns SCRAM keys recovered from the
 /// exchange (for pass-through server logins), if any.
 pub(crate) async fn authenticate(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut BytesMut,
     shared: &Shared,
     user: &str,
@@ -115,7 +164,7 @@ fn password_failed(user: &str) -> SessionEnd {
 }
 
 async fn read_password_frame(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut BytesMut,
 ) -> Result<Frame, SessionEnd> {
     loop {
@@ -132,15 +181,16 @@ async fn read_password_frame(
     }
 }
 
-async fn send(stream: &mut TcpStream, message: Authentication) -> Result<(), SessionEnd> {
+async fn send(stream: &mut ClientStream, message: Authentication) -> Result<(), SessionEnd> {
     let mut out = BytesMut::with_capacity(64);
     message.encode(&mut out);
     stream.write_all(&out).await?;
+    stream.flush().await?;
     Ok(())
 }
 
 async fn scram_exchange(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut BytesMut,
     secret: ScramSecret,
     user: &str,
@@ -177,7 +227,7 @@ async fn scram_exchange(
 }
 
 async fn md5_exchange(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut BytesMut,
     hash: &str,
     user: &str,

@@ -1,0 +1,238 @@
+//! [`ClientStream`]: a client's connection, plain TCP or TLS over TCP, as one type the
+//! session reads and writes without knowing which.
+//!
+//! The forwarding loop reads from and writes to the client at once (two branches of one
+//! `select!`), so it needs two halves borrowed from the stream. For plain TCP those are
+//! tokio's borrowed [`TcpStream::split`] halves: nothing is added on the hot path but a match.
+//! A TLS stream cannot be split that way (reading and writing both change the one rustls
+//! connection), so the TLS variant keeps it behind an uncontended mutex, locked only inside a
+//! single poll, never across an `.await`; both halves live in the same task. No allocation
+//! per message in either case; the TLS stream is boxed once per session.
+//!
+//! rustls buffers encrypted records it could not write yet. A write that returns leaves them
+//! for later, so every poll of the TLS stream, reading or writing, first pushes them out: the
+//! session always polls a read, which keeps them moving after the last write of a reply.
+//! [`ClientStream::flush`] (from `AsyncWriteExt`) pushes them out before closing.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// The TLS stream, shared by the two halves of one session.
+type Tls = Mutex<TlsStream<TcpStream>>;
+
+/// A client connection.
+pub(crate) enum ClientStream {
+    /// Clear text, as accepted.
+    Plain(TcpStream),
+    /// After an SSLRequest answered `S` and a completed handshake.
+    Tls(Box<Tls>),
+    /// A TLS handshake took the TCP stream and failed; every operation fails.
+    Closed,
+}
+
+/// The reading half of a [`ClientStream`], borrowed for one turn of the forwarding loop.
+pub(crate) enum ClientReader<'a> {
+    Plain(ReadHalf<'a>),
+    Tls(&'a Tls),
+    Closed,
+}
+
+/// The writing half of a [`ClientStream`], borrowed for one turn of the forwarding loop.
+pub(crate) enum ClientWriter<'a> {
+    Plain(WriteHalf<'a>),
+    Tls(&'a Tls),
+    Closed,
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "client connection closed")
+}
+
+impl ClientStream {
+    /// Whether the client speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, ClientStream::Tls(_))
+    }
+
+    /// Runs the server side of a TLS handshake on a plain stream. Call right after answering
+    /// an SSLRequest with `S`, with no client bytes buffered. On failure the stream is
+    /// [`ClientStream::Closed`].
+    pub(crate) async fn upgrade(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+        let ClientStream::Plain(tcp) = std::mem::replace(self, ClientStream::Closed) else {
+            return Err(io::Error::other("TLS requested twice"));
+        };
+        let tls = acceptor.accept(tcp).await?;
+        *self = ClientStream::Tls(Box::new(Mutex::new(tls)));
+        Ok(())
+    }
+
+    /// Borrows a reading and a writing half that can be polled concurrently.
+    pub(crate) fn split(&mut self) -> (ClientReader<'_>, ClientWriter<'_>) {
+        match self {
+            ClientStream::Plain(tcp) => {
+                let (r, w) = tcp.split();
+                (ClientReader::Plain(r), ClientWriter::Plain(w))
+            }
+            ClientStream::Tls(tls) => (ClientReader::Tls(tls), ClientWriter::Tls(tls)),
+            ClientStream::Closed => (ClientReader::Closed, ClientWriter::Closed),
+        }
+    }
+
+    /// Waits for bytes from an idle client and appends them to `buf`. A plain stream reserves
+    /// `chunk` bytes only once data is there (an idle client holds no buffer); a TLS stream
+    /// reserves them first (rustls holds its own buffers anyway). `Ok(None)` is a spurious
+    /// wake-up: nothing read, call again. `Ok(Some(0))` means the client closed. Cancel-safe.
+    pub(crate) async fn read_idle(
+        &mut self,
+        buf: &mut BytesMut,
+        chunk: usize,
+    ) -> io::Result<Option<usize>> {
+        match self {
+            ClientStream::Plain(tcp) => {
+                tcp.readable().await?;
+                buf.reserve(chunk);
+                match tcp.try_read_buf(buf) {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            ClientStream::Tls(_) | ClientStream::Closed => {
+                buf.reserve(chunk);
+                self.read_buf(buf).await.map(Some)
+            }
+        }
+    }
+}
+
+/// Reads plaintext, first sending encrypted records earlier writes left in rustls.
+fn tls_read(tls: &Tls, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    let mut tls = tls.lock();
+    if let Poll::Ready(Err(e)) = Pin::new(&mut *tls).poll_flush(cx) {
+        return Poll::Ready(Err(e));
+    }
+    Pin::new(&mut *tls).poll_read(cx, buf)
+}
+
+/// Writes plaintext once earlier records are out (that is the backpressure), then tries to
+/// send the new records at once; what the socket does not take goes at the next poll.
+fn tls_write(tls: &Tls, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    let mut tls = tls.lock();
+    match Pin::new(&mut *tls).poll_flush(cx) {
+        Poll::Ready(Ok(())) => {}
+        other => return other.map(|r| r.map(|()| 0)),
+    }
+    let n = match Pin::new(&mut *tls).poll_write(cx, data) {
+        Poll::Ready(Ok(n)) => n,
+        other => return other,
+    };
+    match Pin::new(&mut *tls).poll_flush(cx) {
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        _ => Poll::Ready(Ok(n)),
+    }
+}
+
+fn tls_flush(tls: &Tls, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    Pin::new(&mut *tls.lock()).poll_flush(cx)
+}
+
+fn tls_shutdown(tls: &Tls, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    Pin::new(&mut *tls.lock()).poll_shutdown(cx)
+}
+
+impl AsyncRead for ClientReader<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientReader::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            ClientReader::Tls(tls) => tls_read(tls, cx, buf),
+            ClientReader::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+impl AsyncWrite for ClientWriter<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientWriter::Plain(w) => Pin::new(w).poll_write(cx, data),
+            ClientWriter::Tls(tls) => tls_write(tls, cx, data),
+            ClientWriter::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientWriter::Plain(w) => Pin::new(w).poll_flush(cx),
+            ClientWriter::Tls(tls) => tls_flush(tls, cx),
+            ClientWriter::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientWriter::Plain(w) => Pin::new(w).poll_shutdown(cx),
+            ClientWriter::Tls(tls) => tls_shutdown(tls, cx),
+            ClientWriter::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            ClientStream::Tls(tls) => tls_read(tls, cx, buf),
+            ClientStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, data),
+            ClientStream::Tls(tls) => tls_write(tls, cx, data),
+            ClientStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            ClientStream::Tls(tls) => tls_flush(tls, cx),
+            ClientStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            ClientStream::Tls(tls) => tls_shutdown(tls, cx),
+            ClientStream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
