@@ -95,6 +95,9 @@ pub(crate) fn proxy_config(settings: &Settings) -> Result<ProxyConfig, String> {
     config.application_name = settings.upstream.application_name.clone();
     config.allow_trust_remote = p.allow_trust_remote;
     config.max_prepared_statements = p.max_prepared_statements;
+    config.tls_mode = p.tls_mode.parse::<pgwarden_proxy::TlsMode>()?;
+    config.tls_cert_file = p.tls_cert_file.clone();
+    config.tls_key_file = p.tls_key_file.clone();
     for (name, route) in &settings.databases {
         config
             .databases

@@ -64,6 +64,9 @@ pub(crate) fn profile_defaults(profile: Environment) -> RawConfig {
             workers: Some(0),
             allow_trust_remote: Some(false),
             max_prepared_statements: Some(200),
+            tls_mode: Some("allow".to_string()),
+            tls_cert_file: None,
+            tls_key_file: None,
         },
         resilience: RawResilience {
             probe_timeout: Some(secs(2)),

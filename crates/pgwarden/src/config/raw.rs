@@ -187,6 +187,13 @@ raw_section! {
         /// Prepared statements kept per server connection before the oldest is closed.
         /// Default `200`.
         max_prepared_statements: usize,
+        /// TLS towards clients: `disable`, `allow` (TLS for clients that ask, when a
+        /// certificate is configured) or `require`. Default `allow`.
+        tls_mode: String,
+        /// PEM certificate chain presented to clients. Default none (no TLS).
+        tls_cert_file: String,
+        /// PEM private key of `tls_cert_file`. Default none.
+        tls_key_file: String,
     }
 }
 

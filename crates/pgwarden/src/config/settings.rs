@@ -203,6 +203,12 @@ pub struct ProxySettings {
     /// Prepared statements kept per server connection before the oldest is closed.
     /// Default 200, >= 1.
     pub max_prepared_statements: usize,
+    /// TLS towards clients: `disable`, `allow` (default) or `require` (needs a certificate).
+    pub tls_mode: String,
+    /// PEM certificate chain presented to clients. Default none (no TLS).
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert_file`. Default none.
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 /// Probing, breaker, start-up and orphan cleanup (`[resilience]`).

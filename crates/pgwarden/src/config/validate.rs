@@ -108,7 +108,19 @@ pub(crate) fn validate(merged: &Layer) -> Result<Settings, ConfigError> {
         allow_trust_remote: required(&p.allow_trust_remote, "proxy.allow_trust_remote")?,
         max_prepared_statements: check
             .at_least_one(&p.max_prepared_statements, "proxy.max_prepared_statements")?,
+        tls_mode: required(&p.tls_mode, "proxy.tls_mode")?,
+        tls_cert_file: p
+            .tls_cert_file
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(Into::into),
+        tls_key_file: p
+            .tls_key_file
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(Into::into),
     };
+    check.client_tls(&proxy)?;
 
     let mut databases = BTreeMap::new();
     for (name, entry) in raw.databases.iter().flatten() {
@@ -211,6 +223,41 @@ impl Checker<'_> {
             value: self.shown(key),
             origin: self.origin(key),
         })
+    }
+
+    /// The TLS mode, and the certificate and key read and checked now, not at the first
+    /// client: a missing, unreadable or mismatched file is refused naming its key.
+    fn client_tls(&self, proxy: &ProxySettings) -> Result<(), ConfigError> {
+        let mode = proxy
+            .tls_mode
+            .parse::<pgwarden_proxy::TlsMode>()
+            .map_err(|_| self.invalid("proxy.tls_mode", "expected disable, allow or require"))?;
+        let (cert, key) = match (&proxy.tls_cert_file, &proxy.tls_key_file) {
+            (Some(cert), Some(key)) => (cert, key),
+            (Some(_), None) => {
+                return Err(self.invalid("proxy.tls_cert_file", "needs proxy.tls_key_file too"))
+            }
+            (None, Some(_)) => {
+                return Err(self.invalid("proxy.tls_key_file", "needs proxy.tls_cert_file too"))
+            }
+            (None, None) if mode == pgwarden_proxy::TlsMode::Require => {
+                return Err(self.invalid(
+                    "proxy.tls_mode",
+                    "require needs proxy.tls_cert_file and proxy.tls_key_file",
+                ))
+            }
+            (None, None) => return Ok(()),
+        };
+        if mode == pgwarden_proxy::TlsMode::Disable {
+            return Ok(());
+        }
+        match pgwarden_proxy::tls::server_config(cert, key) {
+            Ok(_) => Ok(()),
+            Err(e @ pgwarden_proxy::TlsError::CertFile { .. }) => {
+                Err(self.invalid("proxy.tls_cert_file", &e.to_string()))
+            }
+            Err(e) => Err(self.invalid("proxy.tls_key_file", &e.to_string())),
+        }
     }
 
     fn conflict(&self, key: &str, relation: &'static str, other_key: &str) -> ConfigError {

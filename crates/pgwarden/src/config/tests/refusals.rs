@@ -217,3 +217,68 @@ fn a_multiplier_below_one_is_refused() {
     refuse(Some(&file), &[], &[]);
     refuse(None, &[], &[("retry.multiplier", "inf")]);
 }
+
+#[test]
+fn client_tls_files_are_read_at_load_and_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = write("cert.pem", &one.cert.pem());
+    let key = write("key.pem", &one.key_pair.serialize_pem());
+    let other_key = write("other.pem", &other.key_pair.serialize_pem());
+    let missing = dir.path().join("nope.pem").display().to_string();
+
+    let message = refuse(
+        None,
+        &[
+            ("PGWARDEN_PROXY_TLS_CERT_FILE", &missing),
+            ("PGWARDEN_PROXY_TLS_KEY_FILE", &key),
+        ],
+        &[],
+    );
+    assert!(
+        message.contains("proxy.tls_cert_file")
+            && message.contains("nope.pem")
+            && message.contains("(from env PGWARDEN_PROXY_TLS_CERT_FILE)")
+            && !message.contains('\n'),
+        "{message}"
+    );
+    let message = refuse(
+        None,
+        &[],
+        &[
+            ("proxy.tls_cert_file", &cert),
+            ("proxy.tls_key_file", &other_key),
+        ],
+    );
+    assert!(message.contains("proxy.tls_key_file"), "{message}");
+    let message = refuse(None, &[], &[("proxy.tls_cert_file", &cert)]);
+    assert!(message.contains("needs proxy.tls_key_file"), "{message}");
+    let message = refuse(None, &[], &[("proxy.tls_mode", "require")]);
+    assert!(
+        message.contains("proxy.tls_mode") && message.contains("needs proxy.tls_cert_file"),
+        "{message}"
+    );
+    let message = refuse(None, &[], &[("proxy.tls_mode", "prefer")]);
+    assert!(
+        message.contains("expected disable, allow or require"),
+        "{message}"
+    );
+
+    let loaded = super::super::Settings::load(&super::options(
+        None,
+        &[("PGWARDEN_PROXY_TLS_MODE", "require")],
+        &[("proxy.tls_cert_file", &cert), ("proxy.tls_key_file", &key)],
+    ))
+    .expect("a matching certificate and key load");
+    assert_eq!(loaded.settings.proxy.tls_mode, "require");
+    assert_eq!(
+        loaded.settings.proxy.tls_cert_file.as_deref(),
+        Some(std::path::Path::new(&cert))
+    );
+}
