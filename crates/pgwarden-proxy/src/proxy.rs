@@ -35,6 +35,11 @@ pub(crate) struct Shared {
     pub(crate) userlist: Userlist,
     pub(crate) upstream: Option<ProberHandle>,
     pub(crate) stats: Counters,
+    /// The connection `auth_query` lookups share.
+    pub(crate) auth_query: AuthQuery,
+    /// Fires when the drain timeout expires: every client still connected (inside a
+    /// transaction, or holding a server connection in session mode) is told and disconnected.
+    pub(crate) drain_expired: CancellationToken,
     /// Fires when shutdown starts: idle clients are told and disconnected.
     pub(crate) shutdown: CancellationToken,
     /// Answers SSLRequest with `S` when set (a certificate is configured and `tls_mode` is
@@ -141,6 +146,8 @@ impl Proxy {
                 userlist,
                 upstream,
                 stats: Counters::default(),
+                auth_query: AuthQuery::default(),
+                drain_expired: CancellationToken::new(),
                 shutdown: CancellationToken::new(),
                 tls,
             }),
@@ -207,8 +214,12 @@ impl Proxy {
         if !drained {
             tracing::warn!(
                 still_connected = self.shared.stats.clients_active.load(Relaxed),
-                "drain timeout expired with clients inside transactions"
+                "drain timeout expired with clients inside transactions or sessions; disconnecting them"
             );
+            // Each is told (FATAL 57P01) and its server connection closed (a transaction
+            // left open is rolled back by PostgreSQL).
+            self.shared.drain_expired.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), sessions.wait()).await;
         }
         let remaining = drain_timeout.saturating_sub(Duration::from_millis(0));
         for pool in self.shared.pools.all() {

@@ -76,6 +76,15 @@ const CLIENT_REPORTED: &[&str] = &[
     "search_path",
 ];
 
+/// What a client holding a server connection (session mode) hears at shutdown, at its next
+/// transaction boundary.
+const SESSION_SHUTDOWN: &str =
+    "terminating connection due to administrator command: pgwarden is shutting down";
+
+/// What a client still connected when the drain timeout expires hears.
+const DRAIN_EXPIRED: &str = "terminating connection due to administrator command: \
+    pgwarden is shutting down and its drain timeout expired";
+
 /// Bytes reserved for each read from a client.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -358,6 +367,7 @@ enum Event {
     IdleInTransaction,
     QueryTimeout,
     Shutdown,
+    DrainExpired,
 }
 
 impl Session {
@@ -377,6 +387,7 @@ impl Session {
 
     async fn event_loop(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
         let shutdown = self.shared.shutdown.clone();
+        let drain_expired = self.shared.drain_expired.clone();
         let idle_tx_timeout = self.shared.config.idle_transaction_timeout;
         let query_timeout = self.shared.config.query_timeout;
         loop {
@@ -391,6 +402,14 @@ impl Session {
                     && s.tracker.transaction_status() != TransactionStatus::Idle
             });
             let running = self.server.is_some() && !self.plan.is_empty();
+            // Between two transactions while holding a server connection (session mode): a
+            // shutdown ends the session here, as it ends an idle one in transaction mode.
+            let at_boundary = self.server.as_ref().is_some_and(|s| {
+                s.is_idle() && s.tracker.transaction_status() == TransactionStatus::Idle
+            }) && self.plan.is_empty()
+                && self.to_server.is_empty()
+                && self.to_client.is_empty()
+                && self.buf_client.is_empty();
             if !running {
                 self.query_deadline = None;
                 self.query_cancelled = false;
@@ -448,6 +467,8 @@ impl Session {
                                 None => std::future::pending().await,
                             }
                         }, if query_deadline.is_some() => Event::QueryTimeout,
+                        _ = shutdown.cancelled(), if at_boundary => Event::Shutdown,
+                        _ = drain_expired.cancelled() => Event::DrainExpired,
                     }
                 }
                 None => {
@@ -492,7 +513,13 @@ impl Session {
                     self.query_cancelled = true;
                     self.cancel_running_query().await;
                 }
+                Event::Shutdown if self.server.is_some() => {
+                    return Err(fatal("57P01", SESSION_SHUTDOWN))
+                }
                 Event::Shutdown => return Err(fatal("57P01", "pgwarden is shutting down")),
+                // A server connection left mid-transaction is closed, never reused (see
+                // `release_server`).
+                Event::DrainExpired => return Err(fatal("57P01", DRAIN_EXPIRED)),
             }
         }
     }

@@ -21,3 +21,4 @@ mod release;
 mod reprepare;
 mod session;
 mod tls;
+mod shutdown;
