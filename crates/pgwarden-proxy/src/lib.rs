@@ -16,6 +16,8 @@
 //! - `pools`: the per-(database, user) pools and routing.
 //! - `cancel`: pgwarden's own BackendKeyData per client and cancel forwarding.
 //! - [`userlist`]: PgBouncer's `userlist.txt` format.
+//! - `auth_query`: the one shared upstream connection per auth database that `auth_query`
+//!   lookups run on.
 //! - [`tls`]: TLS towards clients ([`TlsMode`], loading the certificate and key).
 //!
 //! # Example
@@ -34,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+mod auth_query;
 mod cancel;
 mod client;
 pub mod config;

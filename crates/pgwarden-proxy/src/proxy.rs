@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth_query::AuthQuery;
 use crate::cancel::CancelRegistry;
 use crate::config::ProxyConfig;
 use crate::pools::PoolSet;
@@ -225,6 +226,7 @@ impl Proxy {
         for pool in self.shared.pools.all() {
             pool.pool.close(remaining.min(Duration::from_secs(5))).await;
         }
+        self.shared.auth_query.close().await;
         stats(&self.shared)
     }
 }

@@ -117,7 +117,7 @@ pub(crate) async fn authenticate(
     }
     let secret = match shared.userlist.get(user) {
         Some(secret) => Some(secret.clone()),
-        None => lookup_auth_query(shared, user, database).await?,
+        None => shared.auth_query_secret(user, database).await?,
     };
     let Some(secret) = secret else {
         // Go through the motions so an unknown user looks like a wrong password.
@@ -242,50 +242,4 @@ async fn md5_exchange(
     } else {
         Err(password_failed(user))
     }
-}
-
-/// Runs `auth_query` on the upstream to find `user`'s secret.
-async fn lookup_auth_query(
-    shared: &Shared,
-    user: &str,
-    database: &str,
-) -> Result<Option<Secret>, SessionEnd> {
-    let Some(query) = &shared.config.auth_query else {
-        return Ok(None);
-    };
-    let upstream = &shared.config.upstream;
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&upstream.host)
-        .port(upstream.port)
-        .dbname(upstream.database.as_deref().unwrap_or(database))
-        .application_name("pgwarden auth_query")
-        .connect_timeout(shared.config.server_connect_timeout);
-    if let Some(u) = &upstream.user {
-        config.user(u);
-    }
-    if let Some(p) = &upstream.password {
-        config.password(p);
-    }
-    let unavailable = |e: &dyn std::fmt::Display| {
-        tracing::warn!(error = %e, "auth_query failed");
-        fatal(
-            "08006",
-            format!("pgwarden cannot check the password: auth_query failed: {e}"),
-        )
-    };
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| unavailable(&e))?;
-    let driver = tokio::spawn(connection);
-    let row = client
-        .query_opt(query.as_str(), &[&user])
-        .await
-        .map_err(|e| unavailable(&e));
-    drop(client);
-    let _ = driver.await;
-    Ok(row?
-        .and_then(|row| row.try_get::<_, Option<String>>(1).ok().flatten())
-        .map(|s| Secret::parse(&s)))
 }

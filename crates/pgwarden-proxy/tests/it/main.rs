@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod auth_query;
 mod basic;
 mod breaker;
 mod cap;
