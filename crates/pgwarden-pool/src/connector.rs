@@ -2,6 +2,7 @@
 //! a connection. The pool knows nothing else about what it holds.
 
 use std::future::Future;
+use std::time::Duration;
 
 /// What a returned connection needs before someone else may use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,14 @@ pub trait Connector: Send + Sync + 'static {
 
     /// A synchronous, free check (socket closed, stream out of step).
     fn is_broken(&self, conn: &Self::Connection) -> bool;
+
+    /// Checked at checkout (after [`Connector::is_broken`]) for a connection that sat idle
+    /// for `idle_for`: whether something happened to it meanwhile that makes it unusable (the
+    /// server hung up or sent an error while nobody was reading). Should be cheap; `true`
+    /// closes it and the caller gets another. Default: `false`.
+    fn went_bad_while_idle(&self, _conn: &Self::Connection, _idle_for: Duration) -> bool {
+        false
+    }
 
     /// What a returned connection needs. Default: [`ReleaseState::Clean`].
     fn release_state(&self, _conn: &Self::Connection) -> ReleaseState {

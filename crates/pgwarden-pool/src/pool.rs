@@ -528,7 +528,12 @@ impl<C: Connector> Shared<C> {
             self.discard(slot, "lifetime", true);
             return None;
         }
-        if self.connector.is_broken(&slot.conn) {
+        if self.connector.is_broken(&slot.conn)
+            || self.connector.went_bad_while_idle(
+                &slot.conn,
+                now.saturating_duration_since(slot.meta.idle_since),
+            )
+        {
             self.discard(slot, "broken", false);
             return None;
         }

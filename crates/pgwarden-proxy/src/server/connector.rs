@@ -250,6 +250,13 @@ impl Connector for ServerConnector {
         conn.broken || conn.tracker.is_desynchronized()
     }
 
+    fn went_bad_while_idle(&self, conn: &ServerConnection, idle_for: Duration) -> bool {
+        // A connection reused within a few milliseconds is on the hot path and had no time
+        // to hear anything worth a system call; one that sat longer may hold a FATAL from a
+        // server that shut down (57P01) or an EOF.
+        idle_for >= Duration::from_millis(5) && conn.spoke_while_idle()
+    }
+
     fn release_state(&self, conn: &ServerConnection) -> ReleaseState {
         if conn.broken || !conn.tracker.is_idle() {
             // Abandoned mid-transaction or mid-reply: closing is the only safe reset.
@@ -275,12 +282,20 @@ impl Connector for ServerConnector {
             if !query.trim().is_empty() {
                 self.run_internal(conn, &query).await?;
             }
-            conn.prepared.clear();
-            conn.params = SessionParams::server_default(app);
+            // What the server still holds afterwards depends on the reset query: forget only
+            // what it dropped, so the next client's statements and parameters are set up
+            // against what is really there (an empty reset query drops nothing).
+            let upper = query.to_ascii_uppercase();
+            if upper.contains("DISCARD ALL") || upper.contains("DEALLOCATE ALL") {
+                conn.prepared.clear();
+            }
+            if upper.contains("DISCARD ALL") || upper.contains("RESET ALL") {
+                conn.params = SessionParams::server_default(app);
+            }
         }
         if let Some(sql) = conn.params.restore_application_name(app) {
-            // A client's name is still on it (transaction mode): only the tag comes back;
-            // other parameters stay for the next client that wants them.
+            // A client's name is still on it (transaction mode, or a reset query that keeps
+            // parameters): only the tag comes back; other parameters stay for the next client.
             self.run_internal(conn, &sql).await?;
         }
         conn.params_owner = None;

@@ -152,4 +152,28 @@ impl ServerConnection {
     pub fn is_idle(&self) -> bool {
         !self.broken && self.tracker.is_idle()
     }
+
+    /// Whether the server said something, or hung up, while the connection sat idle in the
+    /// pool: a FATAL from a server shutting down (57P01), an idle-session timeout, a closed
+    /// socket. Such a connection must not be handed to a client. Free unless the socket was
+    /// marked readable since the last read: only then does it cost one non-blocking read.
+    pub(crate) fn spoke_while_idle(&self) -> bool {
+        use std::task::{Context, Poll, Waker};
+        if !self.rbuf.is_empty() {
+            return true;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            // Readiness may be left over from the last reply: a read that would block clears it.
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                !matches!(
+                    self.stream.try_read(&mut probe),
+                    Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
+                )
+            }
+        }
+    }
 }
