@@ -13,6 +13,7 @@ mod cap;
 mod db_cap;
 mod drivers;
 mod errors;
+mod lifecycle;
 mod negotiation;
 mod params;
 mod pgbench;
