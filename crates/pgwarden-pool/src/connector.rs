@@ -34,6 +34,16 @@ pub trait Connector: Send + Sync + 'static {
         conn: &mut Self::Connection,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// The periodic check of an idle connection (every `keepalive_interval`). Default: a
+    /// [`Connector::ping`]; a connector may also put the connection back into its idle shape
+    /// here (the proxy restores its instance tag), off every caller's path.
+    fn keepalive(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.ping(conn)
+    }
+
     /// A synchronous, free check (socket closed, stream out of step).
     fn is_broken(&self, conn: &Self::Connection) -> bool;
 

@@ -172,7 +172,7 @@ async fn run_once<C: Connector>(shared: &Arc<Shared<C>>) {
         shared.close_slot(slot, reason, true);
     }
     for mut slot in ping {
-        match shared.connector.ping(&mut slot.conn).await {
+        match shared.connector.keepalive(&mut slot.conn).await {
             Ok(()) => {
                 slot.meta.last_checked = Instant::now();
                 // A ping is not a use: `idle_since` stays, so idle reaping still applies.

@@ -155,13 +155,17 @@ pub struct ProxyConfig {
     /// Longest a client may sit idle inside a transaction holding a server connection; zero
     /// disables (default 0).
     pub idle_transaction_timeout: Duration,
-    /// Longest a query may run before it is cancelled and the client disconnected; zero
-    /// disables (default 0).
+    /// Longest a request may take, from sending it to the server until its ReadyForQuery;
+    /// past it the query is cancelled on the server (the client gets 57014 and stays
+    /// connected). Zero disables (default 0).
     pub query_timeout: Duration,
     /// Idle server connections above `min_pool_size` close after this (default 600 s).
     pub server_idle_timeout: Duration,
     /// Server connections are recycled after this age (default 3600 s).
     pub server_lifetime: Duration,
+    /// Idle server connections are checked this often (jittered), and get the instance tag
+    /// back as their application_name (default 120 s; zero disables).
+    pub server_keepalive_interval: Duration,
     /// TCP connect plus login to the server (default 15 s).
     pub server_connect_timeout: Duration,
     /// Query run on a server connection before another session gets it in session mode.
@@ -214,6 +218,7 @@ impl ProxyConfig {
             idle_transaction_timeout: Duration::ZERO,
             query_timeout: Duration::ZERO,
             server_idle_timeout: Duration::from_secs(600),
+            server_keepalive_interval: Duration::from_secs(120),
             server_lifetime: Duration::from_secs(3600),
             server_connect_timeout: Duration::from_secs(15),
             server_reset_query: "DISCARD ALL".to_string(),

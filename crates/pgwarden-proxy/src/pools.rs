@@ -114,7 +114,7 @@ impl PoolSet {
             max_connecting: config.max_connecting,
             // PgBouncer's server_check_delay: only connections idle this long are checked.
             check_after_idle: Duration::from_secs(30),
-            keepalive_interval: Some(Duration::from_secs(120)),
+            keepalive_interval: nonzero(config.server_keepalive_interval),
             leak_threshold: None,
             ..PoolConfig::default()
         };

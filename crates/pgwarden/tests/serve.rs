@@ -177,7 +177,7 @@ async fn serve_tags_its_connections_and_terminates_a_crashed_instances_orphans()
     let admin = cluster.connect_superuser().await;
     let url = cluster.url("postgres", "postgres");
     let dir = tempfile::tempdir().unwrap();
-    let settings = "[pool]\nmin_size = 1\nmax_size = 1\n\
+    let settings = "[pool]\nmin_size = 1\nmax_size = 1\nkeepalive_interval = \"1s\"\n\
                     [resilience]\norphan_idle_threshold = \"1s\"\n";
 
     // A first, live instance with one busy client and one that names itself.
@@ -198,7 +198,8 @@ async fn serve_tags_its_connections_and_terminates_a_crashed_instances_orphans()
         .unwrap()
         .get(0);
     assert_eq!(seen, "my-app", "the client's own name while it is served");
-    // Back in the pool, the server connection carries the instance tag again.
+    // Idle in the pool, the server connection gets the instance tag back at its next
+    // keepalive (1 s here), never on the transaction path.
     let mut tags = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {

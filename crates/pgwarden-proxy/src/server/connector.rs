@@ -237,6 +237,27 @@ impl Connector for ServerConnector {
         result
     }
 
+    async fn keepalive(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
+        // A connection idle since the keepalive interval gets its instance tag back if a
+        // client's own application_name is still on it, so pg_stat_activity shows the tag on
+        // every connection idle long enough to be taken for an orphan (the interval is shorter
+        // than orphan_idle_threshold). Doing this here rather than at every release keeps the
+        // round trip off the transaction path: a client that names itself (psql, pgbench,
+        // JDBC) costs nothing per transaction.
+        let app = self.inner.target.application_name.clone();
+        match conn.params.restore_application_name(&app) {
+            Some(sql) => {
+                conn.params_owner = None;
+                let result = self.run_internal(conn, &sql).await;
+                if result.is_err() {
+                    conn.broken = true;
+                }
+                result
+            }
+            None => self.ping(conn).await,
+        }
+    }
+
     async fn ping(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
         // An empty query: the cheapest round trip PostgreSQL answers.
         let result = self.run_internal(conn, "").await;
@@ -261,12 +282,7 @@ impl Connector for ServerConnector {
         if conn.broken || !conn.tracker.is_idle() {
             // Abandoned mid-transaction or mid-reply: closing is the only safe reset.
             ReleaseState::Broken
-        } else if conn.needs_reset
-            || conn.params.literal("application_name")
-                != Some(self.inner.target.application_name.as_str())
-        {
-            // A client's own application_name is on it: restored (reset) off the client's
-            // path, so an idle pooled connection shows the instance tag.
+        } else if conn.needs_reset {
             ReleaseState::NeedsReset
         } else {
             ReleaseState::Clean

@@ -91,6 +91,7 @@ pub(crate) fn proxy_config(settings: &Settings) -> Result<ProxyConfig, String> {
     config.max_connecting = settings.pool.max_connecting;
     config.server_idle_timeout = settings.pool.idle_timeout;
     config.server_lifetime = settings.pool.max_lifetime;
+    config.server_keepalive_interval = settings.pool.keepalive_interval;
     config.server_connect_timeout = settings.upstream.connect_timeout;
     config.application_name = settings.upstream.application_name.clone();
     config.allow_trust_remote = p.allow_trust_remote;
