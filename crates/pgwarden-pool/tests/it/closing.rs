@@ -77,7 +77,11 @@ async fn close_idle_closes_the_least_recently_used_politely_and_opens_no_replace
     assert_eq!(server.alive.load(SeqCst), 2, "no replacement opened");
     assert_eq!(pool.status().idle, 1);
     let again = pool.get().await.unwrap();
-    assert_ne!(again.id(), first_back, "the least recently used one was closed");
+    assert_ne!(
+        again.id(),
+        first_back,
+        "the least recently used one was closed"
+    );
     assert_eq!(pool.close_idle(5), 0, "nothing idle");
     drop((again, held));
 }

@@ -155,25 +155,18 @@ impl ServerConnection {
 
     /// Whether the server said something, or hung up, while the connection sat idle in the
     /// pool: a FATAL from a server shutting down (57P01), an idle-session timeout, a closed
-    /// socket. Such a connection must not be handed to a client. Free unless the socket was
-    /// marked readable since the last read: only then does it cost one non-blocking read.
+    /// socket. Such a connection must not be handed to a client. One non-blocking peek at the
+    /// socket itself (the runtime's readiness flag may not have caught up yet); nothing is
+    /// consumed.
     pub(crate) fn spoke_while_idle(&self) -> bool {
-        use std::task::{Context, Poll, Waker};
         if !self.rbuf.is_empty() {
             return true;
         }
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => false,
-            Poll::Ready(Err(_)) => true,
-            // Readiness may be left over from the last reply: a read that would block clears it.
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                !matches!(
-                    self.stream.try_read(&mut probe),
-                    Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
-                )
-            }
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(&self.stream).peek(&mut probe) {
+            // Bytes waiting, or 0 = the server closed the connection.
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
         }
     }
 }

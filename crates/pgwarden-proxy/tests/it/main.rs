@@ -22,5 +22,5 @@ mod query_timeout;
 mod release;
 mod reprepare;
 mod session;
-mod tls;
 mod shutdown;
+mod tls;

@@ -81,7 +81,10 @@ async fn psql_queries_scripts_copy_and_errors() {
     // Every server connection was closed (backends exit a moment after the Terminate).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while common::app_backends(&cluster).await > 0 {
-        assert!(std::time::Instant::now() < deadline, "server connections left");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server connections left"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
