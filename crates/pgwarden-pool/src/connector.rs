@@ -2,7 +2,10 @@
 //! a connection. The pool knows nothing else about what it holds.
 
 use std::future::Future;
-use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::state::ConnMeta;
 
 /// What a returned connection needs before someone else may use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +50,18 @@ pub trait Connector: Send + Sync + 'static {
     /// A synchronous, free check (socket closed, stream out of step).
     fn is_broken(&self, conn: &Self::Connection) -> bool;
 
-    /// Checked at checkout (after [`Connector::is_broken`]) for a connection that sat idle
-    /// for `idle_for`: whether something happened to it meanwhile that makes it unusable (the
-    /// server hung up or sent an error while nobody was reading). Should be cheap; `true`
-    /// closes it and the caller gets another. Default: `false`.
-    fn went_bad_while_idle(&self, _conn: &Self::Connection, _idle_for: Duration) -> bool {
+    /// Checked at checkout (after [`Connector::is_broken`]): whether something happened to
+    /// the connection while it sat idle that makes it unusable (the server hung up or sent an
+    /// error while nobody was reading). `meta` says how long it was idle (`now -
+    /// meta.idle_since`) and whether it was ever used (`meta.uses == 0`), so a connector can
+    /// spend a system call only where it may pay off. `true` closes it and the caller gets
+    /// another. Default: `false`.
+    fn went_bad_while_idle(
+        &self,
+        _conn: &Self::Connection,
+        _meta: &ConnMeta,
+        _now: Instant,
+    ) -> bool {
         false
     }
 

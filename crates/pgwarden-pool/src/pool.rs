@@ -529,10 +529,9 @@ impl<C: Connector> Shared<C> {
             return None;
         }
         if self.connector.is_broken(&slot.conn)
-            || self.connector.went_bad_while_idle(
-                &slot.conn,
-                now.saturating_duration_since(slot.meta.idle_since),
-            )
+            || self
+                .connector
+                .went_bad_while_idle(&slot.conn, &slot.meta, now)
         {
             self.discard(slot, "broken", false);
             return None;

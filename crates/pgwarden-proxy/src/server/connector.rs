@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use parking_lot::{Mutex, RwLock};
-use pgwarden_pool::{Connector, ReleaseState};
+use pgwarden_pool::{ConnMeta, Connector, ReleaseState};
 use pgwarden_protocol::TransactionTracker;
 use pgwarden_resilience::{FailureKind, ProberHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use super::db_cap::DatabaseCap;
 use super::login::{login, read_frame, ServerCredentials};
@@ -271,11 +272,13 @@ impl Connector for ServerConnector {
         conn.broken || conn.tracker.is_desynchronized()
     }
 
-    fn went_bad_while_idle(&self, conn: &ServerConnection, idle_for: Duration) -> bool {
+    fn went_bad_while_idle(&self, conn: &ServerConnection, meta: &ConnMeta, now: Instant) -> bool {
         // A connection reused within a few milliseconds is on the hot path and had no time
         // to hear anything worth a system call; one that sat longer may hold a FATAL from a
-        // server that shut down (57P01) or an EOF.
-        idle_for >= Duration::from_millis(5) && conn.spoke_while_idle()
+        // server that shut down (57P01) or an EOF. So may a new one: its login can complete
+        // just as the server shuts down, leaving the FATAL behind its ReadyForQuery.
+        let idle_for = now.saturating_duration_since(meta.idle_since);
+        (meta.uses == 0 || idle_for >= Duration::from_millis(5)) && conn.spoke_while_idle()
     }
 
     fn release_state(&self, conn: &ServerConnection) -> ReleaseState {
