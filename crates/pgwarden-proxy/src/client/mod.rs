@@ -102,9 +102,11 @@ pub(crate) async fn run_session(
     let _ = client.set_nodelay(true);
     let mut client = ClientStream::Plain(client);
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    // Boxed: the login's state (startup, authentication, a TLS handshake) is freed once the
+    // client is in, instead of sizing every session's task for it.
     let login = tokio::time::timeout(
         shared.config.client_login_timeout,
-        login(&mut client, &mut buf, &shared, permit.is_some()),
+        Box::pin(login(&mut client, &mut buf, &shared, permit.is_some())),
     )
     .await;
     let result = match login {
@@ -149,7 +151,7 @@ async fn login(
     buf: &mut BytesMut,
     shared: &Arc<Shared>,
     within_limit: bool,
-) -> Result<Option<Session>, SessionEnd> {
+) -> Result<Option<Box<Session>>, SessionEnd> {
     let Some(startup) = startup::read_startup(client, buf, shared).await? else {
         return Ok(None);
     };
@@ -234,7 +236,7 @@ async fn login(
     client.write_all(&out).await?;
     shared.stats.clients_total.fetch_add(1, Relaxed);
 
-    Ok(Some(Session {
+    Ok(Some(Box::new(Session {
         shared: Arc::clone(shared),
         pool,
         mode: shared.config.pool_mode,
@@ -254,7 +256,7 @@ async fn login(
         batch: reprepare::BatchLog::default(),
         query_deadline: None,
         query_cancelled: false,
-    }))
+    })))
 }
 
 /// Waits for a server connection of `pool` and maps failures to what the client is told.
@@ -372,7 +374,7 @@ enum Event {
 
 impl Session {
     async fn run(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
-        let result = self.event_loop(client).await;
+        let result = self.serve(client).await;
         // Flush what the client is owed (e.g. a final error) before closing.
         if !self.to_client.is_empty() {
             let flush = async {
@@ -385,6 +387,49 @@ impl Session {
         result
     }
 
+    /// Whether the client sits between transactions holding nothing: no server connection,
+    /// nothing buffered either way.
+    fn idle(&self) -> bool {
+        self.server.is_none()
+            && self.buf_client.is_empty()
+            && self.to_client.is_empty()
+            && self.to_server.is_empty()
+    }
+
+    /// Alternates between waiting for an idle client and forwarding. The wait is a small
+    /// future with no buffers; the forwarding loop's state (its `select!` over both peers and
+    /// timers, an acquire in progress) lives in a box that is freed whenever the client is
+    /// idle again. An idle client therefore costs little memory, at the price of one
+    /// allocation per burst of activity (per transaction for a client that waits for each
+    /// reply), never one per message.
+    async fn serve(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            if self.idle() {
+                if self.buf_client.capacity() > 0 || self.to_client.capacity() > 0 {
+                    self.buf_client = BytesMut::new();
+                    self.to_server = BytesMut::new();
+                    self.to_client = BytesMut::new();
+                }
+                self.batch.release_memory();
+                let read = tokio::select! {
+                    r = client.read_idle(&mut self.buf_client, READ_CHUNK) => r?,
+                    _ = shutdown.cancelled() => {
+                        return Err(fatal("57P01", "pgwarden is shutting down"));
+                    }
+                };
+                match read {
+                    Some(0) => return Err(SessionEnd::ClientGone),
+                    Some(_) => {}
+                    // A spurious wake-up: wait again.
+                    None => continue,
+                }
+            }
+            Box::pin(self.event_loop(client)).await?;
+        }
+    }
+
+    /// Forwards until the client is idle (see [`Session::serve`]) or the session ends.
     async fn event_loop(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
         let shutdown = self.shared.shutdown.clone();
         let drain_expired = self.shared.drain_expired.clone();
@@ -422,27 +467,10 @@ impl Session {
                 self.query_deadline = Some(tokio::time::Instant::now() + query_timeout);
             }
             let query_deadline = self.query_deadline;
-            let idle = self.server.is_none()
-                && self.buf_client.is_empty()
-                && self.to_client.is_empty()
-                && self.to_server.is_empty();
+            if self.idle() {
+                return Ok(());
+            }
             let event = match self.server.as_deref_mut() {
-                None if idle => {
-                    // Between transactions hold no buffers: an idle client costs little memory.
-                    if self.buf_client.capacity() > 0 || self.to_client.capacity() > 0 {
-                        self.buf_client = BytesMut::new();
-                        self.to_server = BytesMut::new();
-                        self.to_client = BytesMut::new();
-                    }
-                    self.batch.release_memory();
-                    tokio::select! {
-                        r = client.read_idle(&mut self.buf_client, READ_CHUNK) => match r? {
-                            Some(n) => Event::ClientRead(n),
-                            None => Event::ClientWrote,
-                        },
-                        _ = shutdown.cancelled() => Event::Shutdown,
-                    }
-                }
                 Some(server) => {
                     let (mut cr, mut cw) = client.split();
                     if self.buf_client.capacity() - self.buf_client.len() < 1024 {
