@@ -260,10 +260,9 @@ async fn login(
 }
 
 /// Waits for a server connection of `pool` and maps failures to what the client is told.
+/// (While the upstream is known to be away, the pool asks the connector's `unavailable` hook,
+/// which tells the prober a client is waiting; a healthy acquire touches no shared lock.)
 async fn acquire(shared: &Shared, pool: &ProxyPool) -> Result<Pooled<ServerConnector>, SessionEnd> {
-    if let Some(upstream) = &shared.upstream {
-        upstream.client_demand();
-    }
     pool.pool
         .get_timeout(shared.config.query_wait_timeout)
         .await

@@ -61,7 +61,7 @@ pub(crate) fn profile_defaults(profile: Environment) -> RawConfig {
             idle_transaction_timeout: Some(Duration::ZERO),
             query_timeout: Some(Duration::ZERO),
             server_reset_query: Some("DISCARD ALL".to_string()),
-            workers: Some(0),
+            workers: Some(1),
             allow_trust_remote: Some(false),
             max_prepared_statements: Some(200),
             tls_mode: Some("allow".to_string()),

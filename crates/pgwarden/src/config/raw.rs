@@ -180,7 +180,8 @@ raw_section! {
         /// Run on a server connection between sessions in session mode. Default `DISCARD ALL`.
         server_reset_query: String,
         /// Threads moving bytes: `1` = a single-threaded (current-thread) runtime, `N` = N
-        /// worker threads, `0` = one per CPU. Default `0`.
+        /// worker threads, `0` = one per CPU. Default `1` (like PgBouncer: the least CPU per
+        /// transaction on a small machine shared with PostgreSQL).
         workers: usize,
         /// Allow `auth_type = trust` on a listener that is not loopback. Default `false`.
         allow_trust_remote: bool,

@@ -196,7 +196,7 @@ pub struct ProxySettings {
     /// Reset between sessions in session mode. Default `DISCARD ALL`.
     pub server_reset_query: String,
     /// Threads moving bytes: 1 = a single-threaded (current-thread) runtime, N = N worker
-    /// threads, 0 = one per CPU. Default 0.
+    /// threads, 0 = one per CPU. Default 1.
     pub workers: usize,
     /// Allow trust authentication on a non-loopback listener. Default false.
     pub allow_trust_remote: bool,
