@@ -168,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             .map(|r| r.rss_kb)
             .max()
             .unwrap_or(0);
+        let before_clients = pooler.rss_kb();
         let with_idle = run::idle_clients(pooler, plan.idle_clients)
             .with_context(|| format!("idle clients on {}", pooler.name))?;
         let idle = idle_rss
@@ -179,6 +180,7 @@ fn main() -> anyhow::Result<()> {
             pooler: pooler.name.to_string(),
             idle_kb: idle,
             loaded_kb: loaded,
+            before_clients_kb: before_clients,
             with_clients_kb: with_idle,
             clients: plan.idle_clients,
         });

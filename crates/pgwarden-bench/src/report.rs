@@ -13,6 +13,9 @@ pub(crate) struct Memory {
     pub(crate) pooler: String,
     pub(crate) idle_kb: u64,
     pub(crate) loaded_kb: u64,
+    /// Right before the idle clients connect (after the load): the base for the per-client
+    /// figure, so memory an allocator kept from the load is not charged to idle clients.
+    pub(crate) before_clients_kb: u64,
     pub(crate) with_clients_kb: u64,
     pub(crate) clients: u32,
 }
@@ -253,19 +256,24 @@ pub(crate) fn markdown(
     let _ = writeln!(md, "\nMemory (RSS):\n");
     let _ = writeln!(
         md,
-        "| pooler | idle | under load (max) | with {} idle clients | per idle client |",
+        "| pooler | idle (fresh) | under load (max) | after the load | with {} idle clients | per idle client |",
         memory.first().map_or(0, |m| m.clients)
     );
-    let _ = writeln!(md, "|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
     for m in memory {
-        let per =
-            (m.with_clients_kb.saturating_sub(m.idle_kb)) as f64 / f64::from(m.clients.max(1));
+        let per = (m.with_clients_kb.saturating_sub(m.before_clients_kb)) as f64
+            / f64::from(m.clients.max(1));
         let _ = writeln!(
             md,
-            "| {} | {} KiB | {} KiB | {} KiB | {:.2} KiB |",
-            m.pooler, m.idle_kb, m.loaded_kb, m.with_clients_kb, per
+            "| {} | {} KiB | {} KiB | {} KiB | {} KiB | {:.2} KiB |",
+            m.pooler, m.idle_kb, m.loaded_kb, m.before_clients_kb, m.with_clients_kb, per
         );
     }
+    let _ = writeln!(
+        md,
+        "\nPer idle client = (RSS with the idle clients - RSS just before they connected) / clients. \
+         Each idle client has logged in and sits between transactions."
+    );
     md
 }
 
