@@ -26,6 +26,7 @@ use pgwarden_protocol::TransactionStatus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 
 use crate::cancel::{CancelSlot, CancelTarget};
 use crate::config::PoolMode;
@@ -402,7 +403,9 @@ impl Session {
     /// allocation per burst of activity (per transaction for a client that waits for each
     /// reply), never one per message.
     async fn serve(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
+        // Cloned once per session, not per burst: a clone touches the token's shared counts.
         let shutdown = self.shared.shutdown.clone();
+        let drain_expired = self.shared.drain_expired.clone();
         loop {
             if self.idle() {
                 if self.buf_client.capacity() > 0 || self.to_client.capacity() > 0 {
@@ -424,14 +427,17 @@ impl Session {
                     None => continue,
                 }
             }
-            Box::pin(self.event_loop(client)).await?;
+            Box::pin(self.event_loop(client, &shutdown, &drain_expired)).await?;
         }
     }
 
     /// Forwards until the client is idle (see [`Session::serve`]) or the session ends.
-    async fn event_loop(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
-        let shutdown = self.shared.shutdown.clone();
-        let drain_expired = self.shared.drain_expired.clone();
+    async fn event_loop(
+        &mut self,
+        client: &mut ClientStream,
+        shutdown: &CancellationToken,
+        drain_expired: &CancellationToken,
+    ) -> Result<(), SessionEnd> {
         let idle_tx_timeout = self.shared.config.idle_transaction_timeout;
         let query_timeout = self.shared.config.query_timeout;
         loop {

@@ -100,8 +100,22 @@ impl ClientStream {
             ClientStream::Plain(tcp) => {
                 tcp.readable().await?;
                 buf.reserve(chunk);
+                let room = buf.capacity() - buf.len();
                 match tcp.try_read_buf(buf) {
-                    Ok(n) => Ok(Some(n)),
+                    Ok(n) => {
+                        if n > 0 && n < room && single_threaded() {
+                            // A short read drained the socket. Tell the runtime, so the
+                            // forwarding loop's next read of this client waits for the next
+                            // readiness event instead of asking the kernel once more only to
+                            // hear EAGAIN (one system call per transaction). Only on a
+                            // current-thread runtime: no event can be processed between the
+                            // read above and this, so none is lost.
+                            let _ = tcp.try_io(tokio::io::Interest::READABLE, || {
+                                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                            });
+                        }
+                        Ok(Some(n))
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                     Err(e) => Err(e),
                 }
@@ -112,6 +126,13 @@ impl ClientStream {
             }
         }
     }
+}
+
+/// Whether this task runs on a current-thread runtime (`proxy.workers = 1`), where the I/O
+/// driver never runs while a task is being polled.
+fn single_threaded() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
 }
 
 /// Reads plaintext, first sending encrypted records earlier writes left in rustls.
