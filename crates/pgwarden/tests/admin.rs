@@ -2,23 +2,16 @@
 //! `/health`, `/ready` following the upstream (down when the cluster stops, back when it
 //! returns) and the drain after SIGTERM, and `/metrics` counting a client's queries.
 
+mod support;
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pgwarden_testkit::{free_port, PgCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_postgres::NoTls;
 
-/// A `pgwarden serve` process, killed when dropped (also when the test panics).
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{connect, Serve};
 
 /// A plain HTTP/1.0 GET; `None` while nothing answers, else (status, body).
 async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
@@ -62,20 +55,6 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match tokio_postgres::connect(url, NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                return client;
-            }
-            Err(e) if Instant::now() > deadline => panic!("connect {url}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
 #[tokio::test]
 async fn health_ready_and_metrics_follow_the_upstream_and_the_drain() {
     let mut cluster = PgCluster::start().expect("start PostgreSQL");
@@ -105,16 +84,7 @@ async fn health_ready_and_metrics_follow_the_upstream_and_the_drain() {
         ),
     )
     .unwrap();
-    let serve = Serve(
-        Command::new(env!("CARGO_BIN_EXE_pgwarden"))
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .env_clear()
-            .env("PGWARDEN_LOG", "warn")
-            .env("PGWARDEN_ADMIN_LISTEN", admin.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start pgwarden serve"),
-    );
+    let serve = Serve::start_with(&config, &[("PGWARDEN_ADMIN_LISTEN", &admin.to_string())]);
 
     let health = wait_for(admin, "/health", "health", |s, _| s == 200).await;
     assert_eq!(health.1, "ok\n");

@@ -3,8 +3,8 @@
 //! start-up, a degraded start that answers clients at once and serves them once the cluster
 //! is up, a wrong password in the upstream URL reported once as a configuration error.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,67 +12,7 @@ use std::time::{Duration, Instant};
 use pgwarden_testkit::{free_port, PgCluster};
 use tokio_postgres::NoTls;
 
-/// A `pgwarden serve` process, killed when dropped (also when the test panics).
-struct Serve(Child);
-
-impl Serve {
-    fn start(config: &Path) -> Serve {
-        let child = Command::new(env!("CARGO_BIN_EXE_pgwarden"))
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .env_clear()
-            .env("PGWARDEN_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start pgwarden serve");
-        Serve(child)
-    }
-
-    /// Starts serve with the TOML `config` written into `dir`, logging at info into a file
-    /// whose path is returned.
-    fn start_logged(dir: &Path, name: &str, config: &str) -> (Serve, PathBuf) {
-        let file = dir.join(format!("{name}.toml"));
-        std::fs::write(&file, config).unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_pgwarden"))
-            .args(["--config", file.to_str().unwrap(), "serve"])
-            .env_clear()
-            .env("PGWARDEN_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start pgwarden serve");
-        (Serve(child), log)
-    }
-
-    /// Threads of the process right now, as Linux counts them.
-    fn threads(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.0.id()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Connects with a deadline while the proxy starts.
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match tokio_postgres::connect(url, NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                return client;
-            }
-            Err(e) if Instant::now() > deadline => panic!("connect {url}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
+use support::{connect, Serve};
 
 #[tokio::test]
 async fn a_databases_alias_reaches_its_target_database_on_one_worker() {
