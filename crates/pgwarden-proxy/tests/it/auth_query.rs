@@ -1,10 +1,6 @@
 //! auth_query lookups share one upstream connection: 50 clients logging in at once cost the
 //! server no more than the pool's cap plus that connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
 use pgwarden_proxy::AuthType;
 use pgwarden_testkit::{Auth, PgCluster};
 
@@ -26,28 +22,7 @@ async fn fifty_concurrent_logins_share_one_auth_query_connection() {
     config.default_pool_size = 3;
     let proxy = RunningProxy::start(config).await;
 
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let done = Arc::clone(&done);
-        let admin = cluster.connect_superuser().await;
-        tokio::spawn(async move {
-            let mut max = 0i64;
-            while !done.load(Ordering::Relaxed) {
-                let n: i64 = admin
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity \
-                         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                max = max.max(n);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            max
-        })
-    };
+    let sampler = common::BackendSampler::start(&cluster, common::ALL_BACKENDS).await;
 
     let url = format!("postgres://bob:bob-pw@{}/{APP_DB}", proxy.addr);
     let logins: Vec<_> = (0..50)
@@ -63,8 +38,7 @@ async fn fifty_concurrent_logins_share_one_auth_query_connection() {
     for login in logins {
         login.await.unwrap();
     }
-    done.store(true, Ordering::Relaxed);
-    let max = sampler.await.unwrap();
+    let (max, _) = sampler.finish().await;
     assert!(
         max <= 3 + 2,
         "PostgreSQL saw {max} connections: the pool's cap is 3, auth_query should add one"

@@ -1,9 +1,5 @@
 //! The hard cap: 200 clients over 3 server connections; PostgreSQL never sees more than 3.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
 use crate::common::{self, RunningProxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -11,29 +7,7 @@ async fn two_hundred_clients_never_exceed_three_server_connections() {
     let cluster = common::cluster();
     let proxy = RunningProxy::start(common::config(&cluster)).await;
 
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let done = Arc::clone(&done);
-        let admin = cluster.connect_superuser().await;
-        tokio::spawn(async move {
-            let mut max = 0i64;
-            let mut samples = 0;
-            while !done.load(Ordering::Relaxed) {
-                let n: i64 = admin
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND backend_type = 'client backend'",
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                max = max.max(n);
-                samples += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (max, samples)
-        })
-    };
+    let sampler = common::BackendSampler::start(&cluster, common::APP_BACKENDS).await;
 
     let mut tasks = Vec::new();
     for i in 0..200 {
@@ -52,8 +26,7 @@ async fn two_hundred_clients_never_exceed_three_server_connections() {
     for t in tasks {
         t.await.unwrap();
     }
-    done.store(true, Ordering::Relaxed);
-    let (max, samples) = sampler.await.unwrap();
+    let (max, samples) = sampler.finish().await;
     assert!(samples > 10, "sampled {samples} times");
     assert!(
         max <= 3,

@@ -104,3 +104,44 @@ pub async fn app_backends(cluster: &PgCluster) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// Counts client backends in `pg_stat_activity` every 2 ms while a test runs, so a cap is
+/// checked during the load and not only after it.
+pub struct BackendSampler {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<(i64, u64)>,
+}
+
+/// Client backends of the `app` database (the proxy's server connections).
+pub const APP_BACKENDS: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE datname = 'app' AND backend_type = 'client backend'";
+
+/// Every client backend but the sampler's own (also counts logins to other databases).
+pub const ALL_BACKENDS: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+
+impl BackendSampler {
+    /// Starts sampling `count_sql` (one of the constants above) on a superuser connection.
+    pub async fn start(cluster: &PgCluster, count_sql: &'static str) -> BackendSampler {
+        let admin = cluster.connect_superuser().await;
+        let stop = CancellationToken::new();
+        let done = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut most, mut samples) = (0i64, 0u64);
+            while !done.is_cancelled() {
+                let n: i64 = admin.query_one(count_sql, &[]).await.unwrap().get(0);
+                most = most.max(n);
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (most, samples)
+        });
+        BackendSampler { stop, task }
+    }
+
+    /// Stops sampling: the most backends seen, and how many samples were taken.
+    pub async fn finish(self) -> (i64, u64) {
+        self.stop.cancel();
+        self.task.await.unwrap()
+    }
+}

@@ -1,8 +1,6 @@
 //! max_db_connections: two users of one database share the cap; a pool that needs a
 //! connection waits for room and closes another pool's idle connection to make it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::{self, RunningProxy, APP_DB};
@@ -17,27 +15,7 @@ async fn two_users_share_max_db_connections_and_both_are_served() {
     config.query_wait_timeout = Duration::from_secs(10);
     let proxy = RunningProxy::start(config).await;
 
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let done = Arc::clone(&done);
-        let admin = cluster.connect_superuser().await;
-        tokio::spawn(async move {
-            let mut max = 0i64;
-            while !done.load(Ordering::Relaxed) {
-                let n: i64 = admin
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND backend_type = 'client backend'",
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                max = max.max(n);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            max
-        })
-    };
+    let sampler = common::BackendSampler::start(&cluster, common::APP_BACKENDS).await;
 
     // postgres's pool takes the whole cap, then sits idle on it.
     let a1 = common::client_url(&proxy.url(APP_DB, "postgres")).await;
@@ -85,8 +63,7 @@ async fn two_users_share_max_db_connections_and_both_are_served() {
     for t in tasks {
         t.await.unwrap();
     }
-    done.store(true, Ordering::Relaxed);
-    let max = sampler.await.unwrap();
+    let (max, _) = sampler.finish().await;
     assert!(
         max <= 2,
         "PostgreSQL saw {max} connections to app over max_db_connections 2"

@@ -42,29 +42,7 @@ async fn pgbench_simple_extended_and_prepared_with_200_clients_on_3() {
     let proxy = RunningProxy::start(common::config(&cluster)).await;
     let port = proxy.addr.port().to_string();
     // The most server connections PostgreSQL ever shows while pgbench runs.
-    let most = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
-    let sampling = tokio_util::sync::CancellationToken::new();
-    let sampler = {
-        let (most, stop) = (most.clone(), sampling.clone());
-        let admin = cluster.connect_superuser().await;
-        tokio::spawn(async move {
-            let mut samples = 0u64;
-            while !stop.is_cancelled() {
-                let n: i64 = admin
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
-                        &[&APP_DB],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                most.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
-                samples += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            }
-            samples
-        })
-    };
+    let sampler = common::BackendSampler::start(&cluster, common::APP_BACKENDS).await;
     // Select-only in the three query modes, then the TPC-B-like script (writes) in simple mode.
     for (mode, builtin) in [
         ("simple", "-S"),
@@ -115,9 +93,7 @@ async fn pgbench_simple_extended_and_prepared_with_200_clients_on_3() {
             "mode {mode}: {stdout}"
         );
     }
-    sampling.cancel();
-    let samples = sampler.await.unwrap();
-    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    let (most, samples) = sampler.finish().await;
     assert!(samples > 20, "only {samples} samples of pg_stat_activity");
     assert!(
         (1..=3).contains(&most),
