@@ -18,6 +18,8 @@
 //! - [`userlist`]: PgBouncer's `userlist.txt` format.
 //! - `auth_query`: the one shared upstream connection per auth database that `auth_query`
 //!   lookups run on.
+//! - `buffers`: per-thread spare I/O buffers lent to sessions while they are active.
+//! - `signals`: shutdown signals sessions watch without a lock.
 //! - [`tls`]: TLS towards clients ([`TlsMode`], loading the certificate and key).
 //!
 //! # Example
@@ -37,6 +39,7 @@
 //! ```
 
 mod auth_query;
+mod buffers;
 mod cancel;
 mod client;
 pub mod config;
@@ -45,6 +48,7 @@ mod pools;
 pub mod proxy;
 mod responses;
 mod server;
+mod signals;
 pub mod tls;
 pub mod userlist;
 

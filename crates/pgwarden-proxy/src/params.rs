@@ -8,6 +8,7 @@
 //! into the other ([`SessionParams::sync_sql`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One parameter value: how to re-apply it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +23,14 @@ pub(crate) enum Value {
 const NOT_PARAMETERS: &[&str] = &["user", "database", "replication", "options"];
 
 /// Parameter name -> value, names lower-cased.
+///
+/// Shared, copied on write: a session's parameters, its startup values, the server connection
+/// that last served it and other sessions that logged in with the same parameters (see
+/// [`crate::pools::ProxyPool::intern_params`]) hold one map, so an idle client costs a pointer
+/// here and comparing two unchanged sessions is a pointer comparison.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SessionParams {
-    values: BTreeMap<String, Value>,
+    values: Arc<BTreeMap<String, Value>>,
 }
 
 impl SessionParams {
@@ -44,7 +50,9 @@ impl SessionParams {
         values
             .entry("application_name".to_string())
             .or_insert_with(|| Value::Literal(default_app.to_string()));
-        SessionParams { values }
+        SessionParams {
+            values: Arc::new(values),
+        }
     }
 
     /// A server connection's parameters right after login.
@@ -54,7 +62,9 @@ impl SessionParams {
             "application_name".to_string(),
             Value::Literal(app.to_string()),
         );
-        SessionParams { values }
+        SessionParams {
+            values: Arc::new(values),
+        }
     }
 
     /// SQL that sets `application_name` back to `app` (a server connection's login value,
@@ -65,7 +75,7 @@ impl SessionParams {
         if self.literal("application_name") == Some(app) {
             return None;
         }
-        self.values.insert(
+        Arc::make_mut(&mut self.values).insert(
             "application_name".to_string(),
             Value::Literal(app.to_string()),
         );
@@ -90,14 +100,14 @@ impl SessionParams {
         for statement in sql.split(';') {
             match parse_statement(statement) {
                 Some(Change::Set(name, value)) => {
-                    self.values.insert(name, Value::Sql(value));
+                    Arc::make_mut(&mut self.values).insert(name, Value::Sql(value));
                 }
                 Some(Change::Reset(name)) => match startup.values.get(&name) {
                     Some(v) => {
-                        self.values.insert(name, v.clone());
+                        Arc::make_mut(&mut self.values).insert(name, v.clone());
                     }
                     None => {
-                        self.values.remove(&name);
+                        Arc::make_mut(&mut self.values).remove(&name);
                     }
                 },
                 Some(Change::ResetAll) => self.values = startup.values.clone(),
@@ -110,11 +120,12 @@ impl SessionParams {
     /// SQL that turns a server connection with `server` parameters into this session, or
     /// `None` when they already match.
     pub(crate) fn sync_sql(&self, server: &SessionParams) -> Option<String> {
+        // Equal maps are usually one shared map: a pointer comparison.
         if self == server {
             return None;
         }
         let mut sql = String::new();
-        for (name, value) in &self.values {
+        for (name, value) in self.values.iter() {
             if server.values.get(name) == Some(value) {
                 continue;
             }

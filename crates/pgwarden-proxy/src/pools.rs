@@ -10,6 +10,7 @@ use pgwarden_pool::{Pool, PoolConfig, PoolStats};
 use pgwarden_resilience::ProberHandle;
 
 use crate::config::ProxyConfig;
+use crate::params::SessionParams;
 use crate::server::connector::ServerTarget;
 use crate::server::db_cap::DatabaseCap;
 use crate::server::{ServerConnector, ServerCredentials};
@@ -22,6 +23,21 @@ pub struct ProxyPool {
     pub name: String,
     /// The pool core.
     pub pool: Pool<ServerConnector>,
+    /// The startup parameters the last client logged in with (see [`ProxyPool::intern_params`]).
+    last_params: Mutex<SessionParams>,
+}
+
+impl ProxyPool {
+    /// `params`, or an equal map another client of this pool already holds: clients of one
+    /// application usually log in with the same parameters, and then share one map.
+    pub(crate) fn intern_params(&self, params: SessionParams) -> SessionParams {
+        let mut last = self.last_params.lock();
+        if *last == params {
+            return last.clone();
+        }
+        *last = params.clone();
+        params
+    }
 }
 
 /// Every pool, keyed by the client's (database, user).
@@ -119,7 +135,11 @@ impl PoolSet {
             ..PoolConfig::default()
         };
         let pool = Pool::new(connector, pool_config).map_err(|e| e.to_string())?;
-        let pool = Arc::new(ProxyPool { name, pool });
+        let pool = Arc::new(ProxyPool {
+            name,
+            pool,
+            last_params: Mutex::new(SessionParams::default()),
+        });
         let mut pools = self.pools.lock();
         // Another session may have raced us; keep the first and let ours close.
         let pool = Arc::clone(pools.entry(key).or_insert(pool));

@@ -16,6 +16,7 @@ use crate::auth_query::AuthQuery;
 use crate::cancel::CancelRegistry;
 use crate::config::ProxyConfig;
 use crate::pools::PoolSet;
+use crate::signals::Signals;
 use crate::tls::{TlsError, TlsMode};
 use crate::userlist::{Userlist, UserlistError};
 
@@ -43,6 +44,9 @@ pub(crate) struct Shared {
     pub(crate) drain_expired: CancellationToken,
     /// Fires when shutdown starts: idle clients are told and disconnected.
     pub(crate) shutdown: CancellationToken,
+    /// The same two events for logged-in sessions, watched without a lock on every turn of
+    /// the forwarding loop (see [`crate::signals`]).
+    pub(crate) signals: Arc<Signals>,
     /// Answers SSLRequest with `S` when set (a certificate is configured and `tls_mode` is
     /// not `disable`).
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
@@ -150,6 +154,7 @@ impl Proxy {
                 auth_query: AuthQuery::default(),
                 drain_expired: CancellationToken::new(),
                 shutdown: CancellationToken::new(),
+                signals: Arc::new(Signals::default()),
                 tls,
             }),
             listener,
@@ -208,6 +213,7 @@ impl Proxy {
         }
         drop(self.listener);
         self.shared.shutdown.cancel();
+        self.shared.signals.fire(crate::signals::SHUTDOWN);
         sessions.close();
         let drained = tokio::time::timeout(drain_timeout, sessions.wait())
             .await
@@ -220,6 +226,7 @@ impl Proxy {
             // Each is told (FATAL 57P01) and its server connection closed (a transaction
             // left open is rolled back by PostgreSQL).
             self.shared.drain_expired.cancel();
+            self.shared.signals.fire(crate::signals::DRAIN_EXPIRED);
             let _ = tokio::time::timeout(Duration::from_secs(2), sessions.wait()).await;
         }
         let remaining = drain_timeout.saturating_sub(Duration::from_millis(0));

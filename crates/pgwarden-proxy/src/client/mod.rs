@@ -19,15 +19,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use pgwarden_pool::{PoolError, Pooled};
 use pgwarden_protocol::response::{BackendKeyData, ErrorFields, ParameterStatus, ReadyForQuery};
 use pgwarden_protocol::TransactionStatus;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::CancellationToken;
 
+use crate::buffers;
 use crate::cancel::{CancelSlot, CancelTarget};
 use crate::config::PoolMode;
 use crate::params::SessionParams;
@@ -35,6 +35,7 @@ use crate::pools::ProxyPool;
 use crate::proxy::Shared;
 use crate::responses::ResponsePlan;
 use crate::server::{ServerConnector, ServerError};
+use crate::signals::{self, Signals};
 use stream::ClientStream;
 
 /// Why a session ended.
@@ -92,6 +93,16 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Largest amount buffered towards a peer before reading from the other side pauses.
 const BACKPRESSURE_LIMIT: usize = 256 * 1024;
 
+/// Writes what `buf` holds, or the part the socket takes, with one plain write (a `send`; the
+/// vectored `writev` that `write_buf` picks for a TCP half costs the kernel more for one
+/// buffer), and drops the bytes written. Cancel-safe: bytes leave `buf` in the same poll that
+/// wrote them.
+async fn send_some<W: AsyncWrite + Unpin>(w: &mut W, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let n = w.write(buf).await?;
+    buf.advance(n);
+    Ok(n)
+}
+
 /// Serves one accepted client until it leaves. `permit` is `None` when `max_client_conn` is
 /// exhausted: the client is told so after its startup packet.
 pub(crate) async fn run_session(
@@ -102,13 +113,13 @@ pub(crate) async fn run_session(
 ) {
     let _ = client.set_nodelay(true);
     let mut client = ClientStream::Plain(client);
-    let mut buf = BytesMut::with_capacity(8 * 1024);
-    // Boxed: the login's state (startup, authentication, a TLS handshake) is freed once the
-    // client is in, instead of sizing every session's task for it.
-    let login = tokio::time::timeout(
+    let mut buf = buffers::take();
+    // Boxed with its timer: the login's state (startup, authentication, a TLS handshake) is
+    // freed once the client is in, instead of sizing every session's task for it.
+    let login = Box::pin(tokio::time::timeout(
         shared.config.client_login_timeout,
-        Box::pin(login(&mut client, &mut buf, &shared, permit.is_some())),
-    )
+        login(&mut client, &mut buf, &shared, permit.is_some()),
+    ))
     .await;
     let result = match login {
         Err(_) => Err(fatal(
@@ -140,7 +151,8 @@ pub(crate) async fn run_session(
             client.write_all(&out).await?;
             client.shutdown().await
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+        // Boxed (with its timer), like every rare step: the task is sized for the idle wait.
+        let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), goodbye)).await;
     }
 }
 
@@ -210,8 +222,10 @@ async fn login(
                 .unwrap_or_default()
         }
     };
-    let startup_params =
-        SessionParams::from_startup(&startup.parameters, &shared.config.application_name);
+    let startup_params = pool.intern_params(SessionParams::from_startup(
+        &startup.parameters,
+        &shared.config.application_name,
+    ));
     let cancel = shared.cancels.register();
 
     let mut out = BytesMut::with_capacity(1024);
@@ -381,7 +395,7 @@ impl Session {
                 client.write_all(&self.to_client).await?;
                 client.flush().await
             };
-            let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
+            let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), flush)).await;
         }
         self.release_server(true);
         result
@@ -403,22 +417,23 @@ impl Session {
     /// allocation per burst of activity (per transaction for a client that waits for each
     /// reply), never one per message.
     async fn serve(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
-        // Cloned once per session, not per burst: a clone touches the token's shared counts.
-        let shutdown = self.shared.shutdown.clone();
-        let drain_expired = self.shared.drain_expired.clone();
+        // Registered once per session: the forwarding loop then watches the shutdown signals
+        // with an atomic load per turn, no lock (see `crate::signals`).
+        let signals = Arc::clone(&self.shared.signals);
+        let _subscription = signals.subscribe(self.id).await;
         loop {
             if self.idle() {
-                if self.buf_client.capacity() > 0 || self.to_client.capacity() > 0 {
-                    self.buf_client = BytesMut::new();
-                    self.to_server = BytesMut::new();
-                    self.to_client = BytesMut::new();
-                }
+                // The buffers go back to this thread's spares for the next active session.
+                buffers::give(&mut self.buf_client);
+                buffers::give(&mut self.to_server);
+                buffers::give(&mut self.to_client);
                 self.batch.release_memory();
                 let read = tokio::select! {
-                    r = client.read_idle(&mut self.buf_client, READ_CHUNK) => r?,
-                    _ = shutdown.cancelled() => {
+                    biased;
+                    _ = signals.raised(signals::SHUTDOWN) => {
                         return Err(fatal("57P01", "pgwarden is shutting down"));
                     }
+                    r = client.read_idle(&mut self.buf_client, READ_CHUNK) => r?,
                 };
                 match read {
                     Some(0) => return Err(SessionEnd::ClientGone),
@@ -427,7 +442,9 @@ impl Session {
                     None => continue,
                 }
             }
-            Box::pin(self.event_loop(client, &shutdown, &drain_expired)).await?;
+            buffers::ensure(&mut self.to_server);
+            buffers::ensure(&mut self.to_client);
+            Box::pin(self.event_loop(client, &signals)).await?;
         }
     }
 
@@ -435,8 +452,7 @@ impl Session {
     async fn event_loop(
         &mut self,
         client: &mut ClientStream,
-        shutdown: &CancellationToken,
-        drain_expired: &CancellationToken,
+        signals: &Signals,
     ) -> Result<(), SessionEnd> {
         let idle_tx_timeout = self.shared.config.idle_transaction_timeout;
         let query_timeout = self.shared.config.query_timeout;
@@ -486,11 +502,16 @@ impl Session {
                     }
                     let (mut sr, mut sw) = server.stream.split();
                     let rbuf = &mut server.rbuf;
+                    // Biased: no random number per turn. Signals first (an atomic load each),
+                    // then writes (they drain buffers), then reads, then timers.
                     tokio::select! {
-                        r = cr.read_buf(&mut self.buf_client), if self.buf_client.len() < BACKPRESSURE_LIMIT => Event::ClientRead(r?),
-                        r = cw.write_buf(&mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
+                        biased;
+                        _ = signals.raised(signals::DRAIN_EXPIRED) => Event::DrainExpired,
+                        _ = signals.raised(signals::SHUTDOWN), if at_boundary => Event::Shutdown,
+                        r = send_some(&mut sw, &mut self.to_server), if !self.to_server.is_empty() => { if r.is_err() { Event::ServerRead(0) } else { Event::ServerWrote } }
+                        r = send_some(&mut cw, &mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
                         r = sr.read_buf(rbuf), if self.to_client.len() < BACKPRESSURE_LIMIT => Event::ServerRead(r.unwrap_or(0)),
-                        r = sw.write_buf(&mut self.to_server), if !self.to_server.is_empty() => { if r.is_err() { Event::ServerRead(0) } else { Event::ServerWrote } }
+                        r = cr.read_buf(&mut self.buf_client), if self.buf_client.len() < BACKPRESSURE_LIMIT => Event::ClientRead(r?),
                         // The timers are created only when their branch is enabled (an async block
                         // is not polled otherwise): no clock read or timer entry per event.
                         _ = async { tokio::time::sleep(idle_tx_timeout).await }, if in_transaction_idle && !idle_tx_timeout.is_zero() => Event::IdleInTransaction,
@@ -500,8 +521,6 @@ impl Session {
                                 None => std::future::pending().await,
                             }
                         }, if query_deadline.is_some() => Event::QueryTimeout,
-                        _ = shutdown.cancelled(), if at_boundary => Event::Shutdown,
-                        _ = drain_expired.cancelled() => Event::DrainExpired,
                     }
                 }
                 None => {
@@ -510,9 +529,10 @@ impl Session {
                         self.buf_client.reserve(READ_CHUNK);
                     }
                     tokio::select! {
+                        biased;
+                        _ = signals.raised(signals::SHUTDOWN) => Event::Shutdown,
+                        r = send_some(&mut cw, &mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
                         r = cr.read_buf(&mut self.buf_client) => Event::ClientRead(r?),
-                        r = cw.write_buf(&mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
-                        _ = shutdown.cancelled() => Event::Shutdown,
                     }
                 }
             };

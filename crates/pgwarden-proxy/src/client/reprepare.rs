@@ -79,6 +79,7 @@ impl BatchLog {
             self.frames.clear();
         }
         if !self.unusable {
+            crate::buffers::ensure(&mut self.frames);
             self.frames.extend_from_slice(frame);
         }
         // A simple Query ends its own batch, like a Sync.
@@ -89,7 +90,8 @@ impl BatchLog {
     /// Frees the buffer of a finished batch (between transactions).
     pub(crate) fn release_memory(&mut self) {
         if self.complete && self.frames.capacity() > 0 {
-            self.frames = BytesMut::new();
+            self.frames.clear();
+            crate::buffers::give(&mut self.frames);
         }
     }
 

@@ -87,8 +87,8 @@ impl ClientStream {
         }
     }
 
-    /// Waits for bytes from an idle client and appends them to `buf`. A plain stream reserves
-    /// `chunk` bytes only once data is there (an idle client holds no buffer); a TLS stream
+    /// Waits for bytes from an idle client and appends them to `buf`. A plain stream takes a
+    /// buffer (see `crate::buffers`) and reserves `chunk` bytes only once data is there (an idle client holds no buffer); a TLS stream
     /// reserves them first (rustls holds its own buffers anyway). `Ok(None)` is a spurious
     /// wake-up: nothing read, call again. `Ok(Some(0))` means the client closed. Cancel-safe.
     pub(crate) async fn read_idle(
@@ -98,7 +98,11 @@ impl ClientStream {
     ) -> io::Result<Option<usize>> {
         match self {
             ClientStream::Plain(tcp) => {
-                tcp.readable().await?;
+                // `poll_read_ready` keeps the waker in the socket's registration: the waiting
+                // future holds nothing (`readable()` would put a 200-byte waiter node into
+                // every idle client's task).
+                std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
+                crate::buffers::ensure(buf);
                 buf.reserve(chunk);
                 let room = buf.capacity() - buf.len();
                 match tcp.try_read_buf(buf) {
@@ -121,6 +125,7 @@ impl ClientStream {
                 }
             }
             ClientStream::Tls(_) | ClientStream::Closed => {
+                crate::buffers::ensure(buf);
                 buf.reserve(chunk);
                 self.read_buf(buf).await.map(Some)
             }

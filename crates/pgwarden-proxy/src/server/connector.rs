@@ -205,10 +205,11 @@ fn says_upstream_is_away(error: &ServerError) -> bool {
 }
 
 impl Connector for ServerConnector {
-    type Connection = ServerConnection;
+    /// Boxed: a checkout and a return move a pointer, not the whole connection state.
+    type Connection = Box<ServerConnection>;
     type Error = ServerError;
 
-    async fn connect(&self) -> Result<ServerConnection, ServerError> {
+    async fn connect(&self) -> Result<Box<ServerConnection>, ServerError> {
         // Room under max_db_connections first (possibly waiting, possibly closing another
         // pool's idle connection): the connect timeout starts once there is room.
         let permit = match &self.inner.db_cap {
@@ -223,7 +224,7 @@ impl Connector for ServerConnector {
         }
         let result = match tokio::time::timeout(self.inner.connect_timeout, self.open(permit)).await
         {
-            Ok(result) => result,
+            Ok(result) => result.map(Box::new),
             Err(_) => Err(ServerError::Timeout(self.inner.connect_timeout)),
         };
         if let Some(upstream) = &self.inner.upstream {
@@ -238,7 +239,7 @@ impl Connector for ServerConnector {
         result
     }
 
-    async fn keepalive(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
+    async fn keepalive(&self, conn: &mut Self::Connection) -> Result<(), ServerError> {
         // A connection idle since the keepalive interval gets its instance tag back if a
         // client's own application_name is still on it, so pg_stat_activity shows the tag on
         // every connection idle long enough to be taken for an orphan (the interval is shorter
@@ -259,7 +260,7 @@ impl Connector for ServerConnector {
         }
     }
 
-    async fn ping(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
+    async fn ping(&self, conn: &mut Self::Connection) -> Result<(), ServerError> {
         // An empty query: the cheapest round trip PostgreSQL answers.
         let result = self.run_internal(conn, "").await;
         if result.is_err() {
@@ -268,11 +269,11 @@ impl Connector for ServerConnector {
         result
     }
 
-    fn is_broken(&self, conn: &ServerConnection) -> bool {
+    fn is_broken(&self, conn: &Self::Connection) -> bool {
         conn.broken || conn.tracker.is_desynchronized()
     }
 
-    fn went_bad_while_idle(&self, conn: &ServerConnection, meta: &ConnMeta, now: Instant) -> bool {
+    fn went_bad_while_idle(&self, conn: &Self::Connection, meta: &ConnMeta, now: Instant) -> bool {
         // A connection reused within a few milliseconds is on the hot path and had no time
         // to hear anything worth a system call; one that sat longer may hold a FATAL from a
         // server that shut down (57P01) or an EOF. So may a new one: its login can complete
@@ -281,7 +282,7 @@ impl Connector for ServerConnector {
         (meta.uses == 0 || idle_for >= Duration::from_millis(5)) && conn.spoke_while_idle()
     }
 
-    fn release_state(&self, conn: &ServerConnection) -> ReleaseState {
+    fn release_state(&self, conn: &Self::Connection) -> ReleaseState {
         if conn.broken || !conn.tracker.is_idle() {
             // Abandoned mid-transaction or mid-reply: closing is the only safe reset.
             ReleaseState::Broken
@@ -292,7 +293,7 @@ impl Connector for ServerConnector {
         }
     }
 
-    async fn reset(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
+    async fn reset(&self, conn: &mut Self::Connection) -> Result<(), ServerError> {
         let app = &self.inner.target.application_name;
         if conn.needs_reset {
             // Session mode, client gone: the reset query (DISCARD ALL) restores the login
@@ -322,7 +323,7 @@ impl Connector for ServerConnector {
         Ok(())
     }
 
-    async fn close(&self, mut conn: ServerConnection) {
+    async fn close(&self, mut conn: Self::Connection) {
         // Terminate tells PostgreSQL the disconnect is deliberate (no "unexpected EOF" log).
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             let _ = conn.stream.write_all(b"X\0\0\0\x04").await;

@@ -1,0 +1,115 @@
+//! Shutdown signals for sessions, cheap to watch on every turn of the forwarding loop.
+//!
+//! A `CancellationToken` future costs two lock round trips to create, poll and drop, and the
+//! forwarding loop would create one per turn (several per transaction). Instead each session
+//! registers its task's waker once, at login; the forwarding loop checks a flag (one atomic
+//! load) and the proxy, when it fires a signal, sets the flag and wakes every registered
+//! session.
+//!
+//! Ordering: [`Signals::fire`] sets the flag before it takes the registry's lock, and a
+//! session registers under that lock before it first checks the flag. A session registered
+//! first is woken; one registering later sees the flag set.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+
+use parking_lot::Mutex;
+
+/// Shutdown has started: idle clients are told and disconnected.
+pub(crate) const SHUTDOWN: u8 = 1;
+/// The drain timeout expired: every client still connected is disconnected.
+pub(crate) const DRAIN_EXPIRED: u8 = 2;
+
+/// The signals fired so far and the sessions to wake.
+#[derive(Default)]
+pub(crate) struct Signals {
+    fired: AtomicU8,
+    wakers: Mutex<HashMap<u64, Waker>>,
+}
+
+impl Signals {
+    /// Raises `signal` and wakes every registered session.
+    pub(crate) fn fire(&self, signal: u8) {
+        self.fired.fetch_or(signal, Ordering::SeqCst);
+        let wakers: Vec<Waker> = self.wakers.lock().values().cloned().collect();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Whether `signal` has been raised.
+    pub(crate) fn is_set(&self, signal: u8) -> bool {
+        self.fired.load(Ordering::SeqCst) & signal != 0
+    }
+
+    /// Registers the calling task, which is woken whenever a signal fires, until the returned
+    /// guard is dropped. Call from the task's own future (not from inside a combinator that
+    /// polls with a waker of its own).
+    pub(crate) async fn subscribe(self: &Arc<Self>, id: u64) -> Subscription {
+        let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        self.wakers.lock().insert(id, waker);
+        Subscription {
+            signals: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// Completes once `signal` is raised. It registers no waker itself: only a task holding a
+    /// [`Subscription`] is woken when it fires.
+    pub(crate) async fn raised(&self, signal: u8) {
+        poll_fn(|_| {
+            if self.is_set(signal) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// A registered session; dropping it unregisters.
+pub(crate) struct Subscription {
+    signals: Arc<Signals>,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.signals.wakers.lock().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_subscribed_task_is_woken_by_fire_and_unregistered_on_drop() {
+        let signals = Arc::new(Signals::default());
+        let s = Arc::clone(&signals);
+        let task = tokio::spawn(async move {
+            let _sub = s.subscribe(7).await;
+            s.raised(SHUTDOWN).await;
+            assert!(!s.is_set(DRAIN_EXPIRED));
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(signals.wakers.lock().len(), 1);
+        assert!(!task.is_finished());
+        signals.fire(SHUTDOWN);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("woken")
+            .expect("no panic");
+        assert!(signals.wakers.lock().is_empty());
+        // A late subscriber sees the flag at once.
+        let _late = signals.subscribe(8).await;
+        tokio::time::timeout(Duration::from_secs(1), signals.raised(SHUTDOWN))
+            .await
+            .expect("already raised");
+    }
+}
