@@ -122,6 +122,10 @@ const POOL_USE: Def = Def::histogram(
 
 // The proxy as a whole.
 const CLIENTS_ACTIVE: Def = Def::gauge("pgwarden_clients_active", "Clients connected now.");
+const CLIENTS_PARKED: Def = Def::gauge(
+    "pgwarden_clients_parked",
+    "Connected clients idle long enough to be parked (no task of their own).",
+);
 const CLIENTS: Def = Def::counter("pgwarden_clients", "Clients logged in since start.");
 const CLIENTS_REFUSED: Def = Def::counter(
     "pgwarden_clients_refused",
@@ -190,6 +194,7 @@ pub(crate) const ALL: &[Def] = &[
     POOL_ACQUIRE_WAIT,
     POOL_USE,
     CLIENTS_ACTIVE,
+    CLIENTS_PARKED,
     CLIENTS,
     CLIENTS_REFUSED,
     TRANSACTIONS,
@@ -303,6 +308,7 @@ fn encode_pools(e: &mut DescriptorEncoder, pools: &[PoolStats]) -> fmt::Result {
 
 fn encode_proxy(e: &mut DescriptorEncoder, proxy: &ProxyCounters) -> fmt::Result {
     gauges(e, CLIENTS_ACTIVE, [(vec![], proxy.clients_active)])?;
+    gauges(e, CLIENTS_PARKED, [(vec![], proxy.clients_parked)])?;
     counters(e, CLIENTS, [(vec![], proxy.clients_total)])?;
     counters(e, CLIENTS_REFUSED, [(vec![], proxy.clients_refused)])?;
     counters(e, TRANSACTIONS, [(vec![], proxy.transactions_total)])

@@ -13,6 +13,8 @@ pub struct ProxyCounters {
     pub clients_total: u64,
     /// Clients connected now.
     pub clients_active: u64,
+    /// Of those, idle clients parked without a task of their own.
+    pub clients_parked: u64,
     /// Clients refused at `max_client_conn`.
     pub clients_refused: u64,
     /// Server connection checkouts completed (transactions in transaction mode).

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth_query::AuthQuery;
 use crate::cancel::CancelRegistry;
+use crate::client::park::Parker;
 use crate::config::ProxyConfig;
 use crate::pools::PoolSet;
 use crate::signals::Signals;
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     /// The same two events for logged-in sessions, watched without a lock on every turn of
     /// the forwarding loop (see [`crate::signals`]).
     pub(crate) signals: Arc<Signals>,
+    /// Clients idle long enough to give up their task (see `crate::client::park`).
+    pub(crate) parker: Arc<Parker>,
     /// Answers SSLRequest with `S` when set (a certificate is configured and `tls_mode` is
     /// not `disable`).
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
@@ -59,6 +62,8 @@ pub struct ProxyStats {
     pub clients_total: u64,
     /// Clients connected now.
     pub clients_active: u64,
+    /// Of those, clients idle long enough to have given up their task (parked).
+    pub clients_parked: u64,
     /// Clients refused at `max_client_conn`.
     pub clients_refused: u64,
     /// Server connection checkouts completed (transactions in transaction mode).
@@ -112,6 +117,7 @@ fn stats(shared: &Shared) -> ProxyStats {
     ProxyStats {
         clients_total: shared.stats.clients_total.load(Relaxed),
         clients_active: shared.stats.clients_active.load(Relaxed),
+        clients_parked: shared.parker.parked() as u64,
         clients_refused: shared.stats.clients_refused.load(Relaxed),
         transactions_total: shared.stats.transactions_total.load(Relaxed),
         pools: shared.pools.stats(),
@@ -155,6 +161,7 @@ impl Proxy {
                 drain_expired: CancellationToken::new(),
                 shutdown: CancellationToken::new(),
                 signals: Arc::new(Signals::default()),
+                parker: Arc::new(Parker::default()),
                 tls,
             }),
             listener,
@@ -180,6 +187,9 @@ impl Proxy {
     /// server connection with Terminate. Returns the final statistics.
     pub async fn run(self, shutdown: CancellationToken, drain_timeout: Duration) -> ProxyStats {
         let sessions = TaskTracker::new();
+        let parker = tokio::spawn(
+            Arc::clone(&self.shared.parker).run(Arc::clone(&self.shared), sessions.clone()),
+        );
         let limit = Arc::new(Semaphore::new(self.shared.config.max_client_conn));
         tracing::info!(
             listen = %self.local_addr(),
@@ -214,6 +224,9 @@ impl Proxy {
         drop(self.listener);
         self.shared.shutdown.cancel();
         self.shared.signals.fire(crate::signals::SHUTDOWN);
+        // Parked clients are told too, and drained like the others.
+        let _ = parker.await;
+        self.shared.parker.resume_all(&self.shared, &sessions);
         sessions.close();
         let drained = tokio::time::timeout(drain_timeout, sessions.wait())
             .await

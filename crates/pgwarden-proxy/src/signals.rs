@@ -40,6 +40,15 @@ impl Signals {
         }
     }
 
+    /// Wakes every registered session without raising anything (the parker's idle clock,
+    /// see `crate::client::park`).
+    pub(crate) fn nudge(&self) {
+        let wakers: Vec<Waker> = self.wakers.lock().values().cloned().collect();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
     /// Whether `signal` has been raised.
     pub(crate) fn is_set(&self, signal: u8) -> bool {
         self.fired.load(Ordering::SeqCst) & signal != 0

@@ -43,6 +43,7 @@ impl AdminSource for ProxyAdminSource {
             proxy: Some(ProxyCounters {
                 clients_total: stats.clients_total,
                 clients_active: stats.clients_active,
+                clients_parked: stats.clients_parked,
                 clients_refused: stats.clients_refused,
                 transactions_total: stats.transactions_total,
             }),

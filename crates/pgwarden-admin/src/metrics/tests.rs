@@ -108,6 +108,7 @@ fn full_snapshot() -> AdminSnapshot {
         proxy: Some(ProxyCounters {
             clients_total: 12,
             clients_active: 3,
+            clients_parked: 2,
             clients_refused: 1,
             transactions_total: 40,
         }),
@@ -196,6 +197,7 @@ fn proxy_and_upstream_families() {
     let text = render(&full_snapshot());
     for line in [
         "pgwarden_clients_active 3",
+        "pgwarden_clients_parked 2",
         "pgwarden_clients_total 12",
         "pgwarden_clients_refused_total 1",
         "pgwarden_transactions_total 40",

@@ -10,6 +10,7 @@
 //!   mode).
 
 mod forward;
+pub(crate) mod park;
 mod reprepare;
 mod startup;
 mod stream;
@@ -45,6 +46,8 @@ pub(crate) enum SessionEnd {
     ClientGone,
     /// Tell the client why (FATAL with this SQLSTATE), then close.
     Fatal { code: &'static str, message: String },
+    /// Idle long enough: the client is handed to the parker (see [`park`]), the task ends.
+    Park,
 }
 
 impl From<std::io::Error> for SessionEnd {
@@ -134,13 +137,68 @@ pub(crate) async fn run_session(
             let mut session = session;
             session.buf_client = buf;
             shared.stats.clients_active.fetch_add(1, Relaxed);
-            let result = session.run(&mut client).await;
-            shared.stats.clients_active.fetch_sub(1, Relaxed);
-            result
+            return serve_client(shared, session, client, peer, permit).await;
         }
         Ok(Err(e)) => Err(e),
     };
     drop(permit);
+    goodbye(&mut client, peer, result).await;
+}
+
+/// Serves a logged-in client until it leaves or parks (see [`park`]).
+async fn serve_client(
+    shared: Arc<Shared>,
+    mut session: Box<Session>,
+    mut client: ClientStream,
+    mut peer: SocketAddr,
+    mut permit: Option<OwnedSemaphorePermit>,
+) {
+    let result = loop {
+        let result = session.run(&mut client).await;
+        let Err(SessionEnd::Park) = result else {
+            break result;
+        };
+        let ClientStream::Plain(tcp) = client else {
+            unreachable!("only plain TCP clients park");
+        };
+        let parked = Box::new(park::Parked {
+            session: session.into_idle(),
+            client: tcp,
+            peer,
+            permit,
+        });
+        let Some(back) = shared.parker.park(parked) else {
+            // Parked: the parker starts a task for the client when it sends something.
+            return;
+        };
+        // Readable already, or shutting down: go on in this task.
+        let back = *back;
+        session = back.session.into_session(&shared);
+        client = ClientStream::Plain(back.client);
+        peer = back.peer;
+        permit = back.permit;
+    };
+    shared.stats.clients_active.fetch_sub(1, Relaxed);
+    drop(permit);
+    goodbye(&mut client, peer, result).await;
+}
+
+/// Serves a parked client again (its socket became readable, or the proxy is shutting down).
+pub(crate) async fn resume(shared: Arc<Shared>, parked: Box<park::Parked>) {
+    let parked = *parked;
+    let session = parked.session.into_session(&shared);
+    serve_client(
+        shared,
+        session,
+        ClientStream::Plain(parked.client),
+        parked.peer,
+        parked.permit,
+    )
+    .await;
+}
+
+/// Says why the session ends (a FATAL ErrorResponse) when there is something to say.
+async fn goodbye(client: &mut ClientStream, peer: SocketAddr, result: Result<(), SessionEnd>) {
     if let Err(SessionEnd::ClientGone) = &result {
         tracing::debug!(%peer, "client gone");
     }
@@ -271,6 +329,7 @@ async fn login(
         batch: reprepare::BatchLog::default(),
         query_deadline: None,
         query_cancelled: false,
+        just_logged_in: true,
     })))
 }
 
@@ -370,6 +429,67 @@ pub(crate) struct Session {
     /// A cancel for the request in flight was sent at its deadline; none is sent again until
     /// the next ReadyForQuery.
     query_cancelled: bool,
+    /// Set by the login: the first idle wait parks at once (see [`park`]).
+    just_logged_in: bool,
+}
+
+/// What a parked session keeps (see [`park`]): everything that outlives a transaction. The
+/// rest of [`Session`] (buffers, server connection slot, reply plan, batch log, timers) is
+/// empty between transactions and made again on resume.
+pub(crate) struct IdleSession {
+    pool: Arc<ProxyPool>,
+    statements: HashMap<Bytes, ClientStatement>,
+    params: SessionParams,
+    startup_params: SessionParams,
+    cancel: CancelSlot,
+    pub(crate) id: u64,
+    params_version: u64,
+    next_seq: u64,
+}
+
+impl Session {
+    /// Keeps what outlives a transaction; call only when [`Session::idle`].
+    fn into_idle(self: Box<Self>) -> IdleSession {
+        let s = *self;
+        IdleSession {
+            pool: s.pool,
+            statements: s.statements,
+            params: s.params,
+            startup_params: s.startup_params,
+            cancel: s.cancel,
+            id: s.id,
+            params_version: s.params_version,
+            next_seq: s.batch.next_seq(),
+        }
+    }
+}
+
+impl IdleSession {
+    /// The session again, as it was when it parked.
+    fn into_session(self, shared: &Arc<Shared>) -> Box<Session> {
+        Box::new(Session {
+            shared: Arc::clone(shared),
+            pool: self.pool,
+            mode: shared.config.pool_mode,
+            buf_client: BytesMut::new(),
+            to_server: BytesMut::new(),
+            to_client: BytesMut::new(),
+            server: None,
+            plan: ResponsePlan::default(),
+            statements: self.statements,
+            params: self.params,
+            startup_params: self.startup_params,
+            cancel: self.cancel,
+            id: self.id,
+            params_version: self.params_version,
+            unnamed_session_sql: None,
+            params_fix_due: false,
+            batch: reprepare::BatchLog::starting_at(self.next_seq),
+            query_deadline: None,
+            query_cancelled: false,
+            just_logged_in: false,
+        })
+    }
 }
 
 /// Source of session ids.
@@ -420,7 +540,9 @@ impl Session {
         // Registered once per session: the forwarding loop then watches the shutdown signals
         // with an atomic load per turn, no lock (see `crate::signals`).
         let signals = Arc::clone(&self.shared.signals);
+        let parker = Arc::clone(&self.shared.parker);
         let _subscription = signals.subscribe(self.id).await;
+        let mut first_wait = std::mem::take(&mut self.just_logged_in);
         loop {
             if self.idle() {
                 // The buffers go back to this thread's spares for the next active session.
@@ -428,13 +550,22 @@ impl Session {
                 buffers::give(&mut self.to_server);
                 buffers::give(&mut self.to_client);
                 self.batch.release_memory();
+                // Plain TCP only: a TLS stream may hold decrypted bytes no socket readiness
+                // announces. An unnamed statement waiting for its Bind keeps the task too.
+                let parkable = !client.is_tls() && self.unnamed_session_sql.is_none();
+                let idle_since = parker.tick();
                 let read = tokio::select! {
                     biased;
                     _ = signals.raised(signals::SHUTDOWN) => {
                         return Err(fatal("57P01", "pgwarden is shutting down"));
                     }
                     r = client.read_idle(&mut self.buf_client, READ_CHUNK) => r?,
+                    // Right after login, a client with nothing to say yet parks at once: a
+                    // burst of logins then never holds a task and a session per client.
+                    _ = std::future::ready(()), if parkable && first_wait => return Err(SessionEnd::Park),
+                    _ = parker.due(idle_since), if parkable => return Err(SessionEnd::Park),
                 };
+                first_wait = false;
                 match read {
                     Some(0) => return Err(SessionEnd::ClientGone),
                     Some(_) => {}

@@ -87,6 +87,21 @@ impl BatchLog {
         seq
     }
 
+    /// The sequence number the next client message gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// An empty log whose next message gets `next_seq` (a parked session resuming).
+    pub(crate) fn starting_at(next_seq: u64) -> BatchLog {
+        BatchLog {
+            next_seq,
+            first_seq: next_seq,
+            complete: true,
+            ..BatchLog::default()
+        }
+    }
+
     /// Frees the buffer of a finished batch (between transactions).
     pub(crate) fn release_memory(&mut self) {
         if self.complete && self.frames.capacity() > 0 {

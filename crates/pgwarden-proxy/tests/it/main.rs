@@ -16,6 +16,7 @@ mod errors;
 mod lifecycle;
 mod negotiation;
 mod params;
+mod park;
 mod pgbench;
 mod psql;
 mod query_timeout;
