@@ -50,10 +50,10 @@ deps-bench:
 ## bench: pgbench through PgBouncer, pgwarden and directly, alternating rounds (about 40 min);
 ## appends a summary to docs/BENCHMARKS.md and raw rows to bench/results/
 bench: deps-bench
-	$(CARGO) build --quiet --release -p pgwarden --bin pgwarden -p pgwarden-bench
+	$(CARGO) build --quiet --release -p pgwarden -p pgwarden-bench --bin pgwarden --bin pgwarden-bench
 	@ulimit -n 65536 2>/dev/null || true; "$(TARGET_DIR)/release/pgwarden-bench" --pgwarden "$(TARGET_DIR)/release/pgwarden"
 
 ## bench-quick: the same, shortened to about two minutes
 bench-quick: deps-bench
-	$(CARGO) build --quiet --release -p pgwarden --bin pgwarden -p pgwarden-bench
+	$(CARGO) build --quiet --release -p pgwarden -p pgwarden-bench --bin pgwarden --bin pgwarden-bench
 	@ulimit -n 65536 2>/dev/null || true; "$(TARGET_DIR)/release/pgwarden-bench" --quick --pgwarden "$(TARGET_DIR)/release/pgwarden"

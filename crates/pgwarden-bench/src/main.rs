@@ -3,7 +3,9 @@
 //! seconds and memory. Writes raw rows to `bench/results/<time>.csv` and a markdown summary
 //! appended to `docs/BENCHMARKS.md`.
 //!
-//! Usage: `pgwarden-bench [--quick] [--pgwarden PATH]` (run from the repository root).
+//! Usage: `pgwarden-bench [--quick] [--memory-only] [--pgwarden PATH]` (run from the
+//! repository root). `--memory-only` skips the pgbench rounds and prints the idle-client
+//! memory table.
 
 mod chart;
 mod pooler;
@@ -89,11 +91,16 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let plan = if args.iter().any(|a| a == "--quick") {
+    let mut plan = if args.iter().any(|a| a == "--quick") {
         Plan::quick()
     } else {
         Plan::full()
     };
+    // Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
+    let memory_only = args.iter().any(|a| a == "--memory-only");
+    if memory_only {
+        plan.workloads.clear();
+    }
     let pgwarden_bin = args
         .windows(2)
         .find(|w| w[0] == "--pgwarden")
@@ -156,10 +163,59 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    let after_load: Vec<(String, u64)> = [&pgbouncer, &pgwarden]
+        .iter()
+        .map(|p| (p.name.to_string(), p.rss_kb()))
+        .collect();
+    let memory = idle_memory(
+        &plan,
+        &rounds,
+        &idle_rss,
+        &after_load,
+        cluster.port(),
+        &pgwarden_bin,
+        (pgbouncer, pgwarden),
+    )?;
+    if memory_only {
+        println!("\n{}", report::memory_markdown(&memory));
+        return Ok(());
+    }
+
+    let context = report::Context::gather(&cluster, &pgwarden_bin, &plan);
+    let csv = report::write_csv(&rounds)?;
+    let names: Vec<String> = plan.workloads.iter().map(|w| w.name.clone()).collect();
+    let charts = chart::draw(&rounds, &names, &plan.clients, &csv);
+    let markdown = report::markdown(&context, &plan, &rounds, &memory, &csv, &charts);
+    report::append_to_docs(&markdown)?;
+    println!("\n{markdown}");
+    Ok(())
+}
+
+/// Restarts both poolers (see [`report::Memory::before_clients_kb`]), opens the idle clients
+/// on each in turn and reads the memory figures.
+fn idle_memory(
+    plan: &Plan,
+    rounds: &[Round],
+    idle_rss: &[(String, u64)],
+    after_load: &[(String, u64)],
+    pg_port: u16,
+    pgwarden_bin: &std::path::Path,
+    poolers: (Pooler, Pooler),
+) -> anyhow::Result<Vec<report::Memory>> {
+    drop(poolers);
+    println!("restarting both poolers for the idle-client measurement ...");
+    let pgbouncer = Pooler::start_pgbouncer(pg_port, plan.cap)?;
+    let pgwarden = Pooler::start_pgwarden(pgwarden_bin, pg_port, plan.cap)?;
+    std::thread::sleep(Duration::from_secs(1));
     println!(
         "opening {} idle client connections to each pooler ...",
         plan.idle_clients
     );
+    let of = |list: &[(String, u64)], name: &str| {
+        list.iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, kb)| *kb)
+    };
     let mut memory = Vec::new();
     for pooler in [&pgbouncer, &pgwarden] {
         let loaded = rounds
@@ -171,29 +227,15 @@ fn main() -> anyhow::Result<()> {
         let before_clients = pooler.rss_kb();
         let with_idle = run::idle_clients(pooler, plan.idle_clients)
             .with_context(|| format!("idle clients on {}", pooler.name))?;
-        let idle = idle_rss
-            .iter()
-            .find(|(n, _)| n == pooler.name)
-            .map(|(_, kb)| *kb)
-            .unwrap_or(0);
         memory.push(report::Memory {
             pooler: pooler.name.to_string(),
-            idle_kb: idle,
+            idle_kb: of(idle_rss, pooler.name),
             loaded_kb: loaded,
+            after_load_kb: of(after_load, pooler.name),
             before_clients_kb: before_clients,
             with_clients_kb: with_idle,
             clients: plan.idle_clients,
         });
     }
-
-    let context = report::Context::gather(&cluster, &pgwarden_bin, &plan);
-    let csv = report::write_csv(&rounds)?;
-    let names: Vec<String> = plan.workloads.iter().map(|w| w.name.clone()).collect();
-    let charts = chart::draw(&rounds, &names, &plan.clients, &csv);
-    let markdown = report::markdown(&context, &plan, &rounds, &memory, &csv, &charts);
-    report::append_to_docs(&markdown)?;
-    println!("\n{markdown}");
-    drop(pgwarden);
-    drop(pgbouncer);
-    Ok(())
+    Ok(memory)
 }

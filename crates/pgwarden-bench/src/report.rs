@@ -13,8 +13,12 @@ pub(crate) struct Memory {
     pub(crate) pooler: String,
     pub(crate) idle_kb: u64,
     pub(crate) loaded_kb: u64,
-    /// Right before the idle clients connect (after the load): the base for the per-client
-    /// figure, so memory an allocator kept from the load is not charged to idle clients.
+    /// After the load rounds, before the pooler is restarted.
+    pub(crate) after_load_kb: u64,
+    /// The restarted pooler right before the idle clients connect: the base for the
+    /// per-client figure. Measured on a fresh process because memory an allocator kept from
+    /// the load (or gave back while the clients connected) would otherwise be charged to, or
+    /// hide, the idle clients' own.
     pub(crate) before_clients_kb: u64,
     pub(crate) with_clients_kb: u64,
     pub(crate) clients: u32,
@@ -254,25 +258,41 @@ pub(crate) fn markdown(
         let _ = writeln!(md, "\n![{}](../{})", chart.display(), chart.display());
     }
     let _ = writeln!(md, "\nMemory (RSS):\n");
+    md.push_str(&memory_markdown(memory));
+    md
+}
+
+/// The memory table and how to read it.
+pub(crate) fn memory_markdown(memory: &[Memory]) -> String {
+    let mut md = String::new();
     let _ = writeln!(
         md,
-        "| pooler | idle (fresh) | under load (max) | after the load | with {} idle clients | per idle client |",
+        "| pooler | idle (fresh) | under load (max) | after the load | restarted | with {} idle clients | per idle client |",
         memory.first().map_or(0, |m| m.clients)
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for m in memory {
         let per = (m.with_clients_kb.saturating_sub(m.before_clients_kb)) as f64
             / f64::from(m.clients.max(1));
         let _ = writeln!(
             md,
-            "| {} | {} KiB | {} KiB | {} KiB | {} KiB | {:.2} KiB |",
-            m.pooler, m.idle_kb, m.loaded_kb, m.before_clients_kb, m.with_clients_kb, per
+            "| {} | {} KiB | {} KiB | {} KiB | {} KiB | {} KiB | {:.2} KiB |",
+            m.pooler,
+            m.idle_kb,
+            m.loaded_kb,
+            m.after_load_kb,
+            m.before_clients_kb,
+            m.with_clients_kb,
+            per
         );
     }
     let _ = writeln!(
         md,
-        "\nPer idle client = (RSS with the idle clients - RSS just before they connected) / clients. \
-         Each idle client has logged in and sits between transactions."
+        "\nPer idle client = (RSS with the idle clients - RSS of the restarted pooler just before \
+         they connected) / clients. Both poolers are restarted after the load rounds, so memory \
+         an allocator kept from the load is neither charged to the idle clients nor hides \
+         theirs. Each idle client has logged in (tokio-postgres, 100 logins at a time) and sits \
+         between transactions; RSS is read 2 s after the last login."
     );
     md
 }
