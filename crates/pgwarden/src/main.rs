@@ -8,13 +8,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: sessions allocate and free their forwarding state per burst of activity, and
-/// buffers of a few KiB; mimalloc's thread-local free lists make that cheap where the system
-/// allocator takes its slow path (sizes past its per-thread cache), and it returns memory of
-/// idle clients to the system more readily.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The variable holding the log filter, e.g. `PGWARDEN_LOG=debug` or `PGWARDEN_LOG=pgwarden=debug`.
 const LOG_FILTER_VAR: &str = "PGWARDEN_LOG";
 
