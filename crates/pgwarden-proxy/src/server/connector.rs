@@ -9,7 +9,7 @@ use parking_lot::{Mutex, RwLock};
 use pgwarden_pool::{ConnMeta, Connector, ReleaseState};
 use pgwarden_protocol::TransactionTracker;
 use pgwarden_resilience::{FailureKind, ProberHandle};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -325,9 +325,19 @@ impl Connector for ServerConnector {
 
     async fn close(&self, mut conn: Self::Connection) {
         // Terminate tells PostgreSQL the disconnect is deliberate (no "unexpected EOF" log).
+        // Then wait (bounded) for the backend to close its end: it leaves pg_stat_activity
+        // before it exits, so once the socket is closed the connection no longer counts
+        // against the server's limits, and only then is its max_db_connections place (held by
+        // `conn`) given to another connection.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             let _ = conn.stream.write_all(b"X\0\0\0\x04").await;
             let _ = conn.stream.shutdown().await;
+            let mut sink = [0u8; 512];
+            while let Ok(n) = conn.stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
         })
         .await;
     }
