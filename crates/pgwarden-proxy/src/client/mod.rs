@@ -309,28 +309,20 @@ async fn login(
     client.write_all(&out).await?;
     shared.stats.clients_total.fetch_add(1, Relaxed);
 
-    Ok(Some(Box::new(Session {
-        shared: Arc::clone(shared),
+    // A fresh session is an idle one with nothing kept yet.
+    let mut session = IdleSession {
         pool,
-        mode: shared.config.pool_mode,
-        buf_client: BytesMut::new(),
-        to_server: BytesMut::new(),
-        to_client: BytesMut::new(),
-        server: None,
-        plan: ResponsePlan::default(),
         statements: HashMap::new(),
         params: startup_params.clone(),
         startup_params,
         cancel,
         id: NEXT_SESSION_ID.fetch_add(1, Relaxed),
         params_version: 0,
-        unnamed_session_sql: None,
-        params_fix_due: false,
-        batch: reprepare::BatchLog::default(),
-        query_deadline: None,
-        query_cancelled: false,
-        just_logged_in: true,
-    })))
+        next_seq: 0,
+    }
+    .into_session(shared);
+    session.just_logged_in = true;
+    Ok(Some(session))
 }
 
 /// Waits for a server connection of `pool` and maps failures to what the client is told.
