@@ -1,23 +1,126 @@
 //! Cancel requests. Each client gets pgwarden's own BackendKeyData; while it holds a server
 //! connection, its slot points at that connection's key. A CancelRequest carrying a client's
 //! key is forwarded to the server connection serving that client right now, and nowhere else.
+//!
+//! Like libpq, pgwarden waits for PostgreSQL to close the cancel connection (it has then
+//! signalled the backend) before it closes the client's: a driver that waits for that close
+//! (libpq, asyncpg) knows its cancel cannot land on its next query. While a cancel is on its
+//! way, the server connection it targets is not handed to anyone (see
+//! [`CancelTarget::wait_idle`]): a late cancel must never hit another transaction.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use pgwarden_protocol::startup::{CancelRequest, StartupPacket};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Where a cancel for a client goes while it holds a server connection.
-#[derive(Debug, Clone)]
+/// How long a forwarded cancel may take (connect, send, PostgreSQL closing its end). Past it
+/// the cancel is given up and the server connection may serve again.
+pub(crate) const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a cancel for a client goes while it holds a server connection: one per server
+/// connection, shared by the slots pointing at it.
+#[derive(Debug)]
 pub(crate) struct CancelTarget {
     pub(crate) addr: SocketAddr,
     pub(crate) process_id: i32,
     pub(crate) secret_key: Bytes,
+    /// Cancels sent to this backend that PostgreSQL has not finished with.
+    in_flight: AtomicU32,
+}
+
+impl CancelTarget {
+    pub(crate) fn new(addr: SocketAddr, process_id: i32, secret_key: Bytes) -> Self {
+        CancelTarget {
+            addr,
+            process_id,
+            secret_key,
+            in_flight: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether a cancel for this backend is still on its way.
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Waits until no cancel for this backend is on its way (each gives up after
+    /// [`CANCEL_TIMEOUT`], so this ends). Called before the connection serves a transaction.
+    pub(crate) async fn wait_idle(&self) {
+        while self.busy() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Counts a cancel as on its way until the returned guard is dropped. Take it while the
+    /// target is still known to serve the client (under the slot's lock), so that the
+    /// connection cannot change hands unseen in between.
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlightCancel {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlightCancel(Arc::clone(self))
+    }
+
+    /// Connects, sends the CancelRequest, waits for PostgreSQL to close the connection.
+    async fn deliver(&self) -> bool {
+        let mut out = BytesMut::with_capacity(16);
+        StartupPacket::Cancel(CancelRequest {
+            process_id: self.process_id,
+            secret_key: self.secret_key.clone(),
+        })
+        .encode(&mut out);
+        let mut stream = match TcpStream::connect(self.addr).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(server = %self.addr, error = %e, "cannot forward cancel request");
+                return false;
+            }
+        };
+        if stream.write_all(&out).await.is_err() {
+            return false;
+        }
+        // PostgreSQL answers nothing; it closes the connection once the backend is signalled.
+        let mut sink = [0u8; 64];
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// A cancel on its way to a backend (see [`CancelTarget::begin`]).
+#[derive(Debug)]
+pub(crate) struct InFlightCancel(Arc<CancelTarget>);
+
+impl InFlightCancel {
+    /// Sends the CancelRequest and waits until PostgreSQL has acted on it (it closes the
+    /// connection then), at most [`CANCEL_TIMEOUT`]. Returns whether it was delivered.
+    pub(crate) async fn send(self) -> bool {
+        let target = &self.0;
+        tokio::time::timeout(CANCEL_TIMEOUT, target.deliver())
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(
+                    server = %target.addr,
+                    timeout = ?CANCEL_TIMEOUT,
+                    "the server did not finish a cancel request in time"
+                );
+                false
+            })
+    }
+}
+
+impl Drop for InFlightCancel {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One client's registration; removed from the registry when dropped.
@@ -26,12 +129,12 @@ pub(crate) struct CancelSlot {
     registry: Arc<CancelRegistry>,
     pub(crate) process_id: i32,
     pub(crate) secret_key: [u8; 4],
-    target: Arc<Mutex<Option<CancelTarget>>>,
+    target: SharedTarget,
 }
 
 impl CancelSlot {
     /// Points cancels at a server connection (or at nothing).
-    pub(crate) fn set_target(&self, target: Option<CancelTarget>) {
+    pub(crate) fn set_target(&self, target: Option<Arc<CancelTarget>>) {
         *self.target.lock() = target;
     }
 }
@@ -43,7 +146,7 @@ impl Drop for CancelSlot {
 }
 
 /// Where one client's cancels go right now (shared by its slot and the registry).
-type SharedTarget = Arc<Mutex<Option<CancelTarget>>>;
+type SharedTarget = Arc<Mutex<Option<Arc<CancelTarget>>>>;
 
 /// Every connected client's key.
 #[derive(Debug, Default)]
@@ -71,8 +174,8 @@ impl CancelRegistry {
         }
     }
 
-    /// Forwards a client's CancelRequest to the server connection serving it, if any.
-    /// Returns whether a cancel was sent.
+    /// Forwards a client's CancelRequest to the server connection serving it, if any, and
+    /// waits until PostgreSQL has acted on it. Returns whether a cancel was sent.
     pub(crate) async fn cancel(&self, request: &CancelRequest) -> bool {
         let target = {
             let slots = self.slots.lock();
@@ -80,33 +183,14 @@ impl CancelRegistry {
                 // Constant-time comparison is unnecessary for a 4-byte key checked once per
                 // connection attempt, but a mismatch must never reveal which part was wrong.
                 Some((key, target)) if request.secret_key.as_ref() == key.as_slice() => {
-                    target.lock().clone()
+                    target.lock().as_ref().map(CancelTarget::begin)
                 }
                 _ => None,
             }
         };
         match target {
-            Some(target) => send_cancel(&target).await,
+            Some(cancel) => cancel.send().await,
             None => false,
-        }
-    }
-}
-
-/// Sends a CancelRequest for `target`'s backend; returns whether it was delivered.
-pub(crate) async fn send_cancel(target: &CancelTarget) -> bool {
-    {
-        let mut out = BytesMut::with_capacity(16);
-        StartupPacket::Cancel(CancelRequest {
-            process_id: target.process_id,
-            secret_key: target.secret_key.clone(),
-        })
-        .encode(&mut out);
-        match TcpStream::connect(target.addr).await {
-            Ok(mut stream) => stream.write_all(&out).await.is_ok(),
-            Err(e) => {
-                tracing::warn!(server = %target.addr, error = %e, "cannot forward cancel request");
-                false
-            }
         }
     }
 }

@@ -396,6 +396,22 @@ impl PgCluster {
         }
     }
 
+    /// Freezes the postmaster alone (SIGSTOP): running backends go on, the port still accepts
+    /// connections into its backlog, but nothing is answered, no backend is started and no
+    /// cancel request is acted on until [`thaw`](Self::thaw). For slow-server tests.
+    pub fn freeze_postmaster(&self) {
+        if let Some(child) = self.child().as_ref() {
+            send_signal(child.id(), "STOP");
+        }
+    }
+
+    /// Lets a frozen postmaster go on (SIGCONT).
+    pub fn thaw(&self) {
+        if let Some(child) = self.child().as_ref() {
+            send_signal(child.id(), "CONT");
+        }
+    }
+
     /// Stops the server like `pg_ctl stop -m fast` (sessions are disconnected, a shutdown
     /// checkpoint is written) and waits until it is gone.
     pub fn stop(&mut self) -> Result<(), Error> {
@@ -403,6 +419,8 @@ impl PgCluster {
         if let Some(mut child) = taken {
             if matches!(child.try_wait(), Ok(None)) {
                 send_signal(child.id(), "INT");
+                // A frozen postmaster (see `freeze_postmaster`) acts on it once let go.
+                send_signal(child.id(), "CONT");
                 if !wait_exit(&mut child, STOP_TIMEOUT) {
                     let _ = child.kill();
                     let _ = child.wait();

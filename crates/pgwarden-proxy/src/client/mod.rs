@@ -732,12 +732,13 @@ impl Session {
             return Ok(());
         }
         let mut server = acquire(&self.shared, &self.pool).await?;
-        if let Some(key) = &server.key {
-            self.cancel.set_target(Some(CancelTarget {
-                addr: server.addr,
-                process_id: key.process_id,
-                secret_key: key.secret_key.clone(),
-            }));
+        if let Some(target) = &server.cancel {
+            // A cancel meant for the connection's previous transaction is not over yet: it
+            // must not land on this one.
+            if target.busy() {
+                target.wait_idle().await;
+            }
+            self.cancel.set_target(Some(Arc::clone(target)));
         }
         let owner = (self.id, self.params_version);
         if server.params_owner != Some(owner) {
@@ -753,13 +754,11 @@ impl Session {
     }
 
     async fn cancel_running_query(&mut self) {
-        let Some(target) = self.server.as_ref().and_then(|s| {
-            s.key.as_ref().map(|k| CancelTarget {
-                addr: s.addr,
-                process_id: k.process_id,
-                secret_key: k.secret_key.clone(),
-            })
-        }) else {
+        let Some(cancel) = self
+            .server
+            .as_ref()
+            .and_then(|s| s.cancel.as_ref().map(CancelTarget::begin))
+        else {
             return;
         };
         tracing::info!(
@@ -767,6 +766,6 @@ impl Session {
             query_timeout = ?self.shared.config.query_timeout,
             "query_timeout expired; cancelling the query"
         );
-        crate::cancel::send_cancel(&target).await;
+        cancel.send().await;
     }
 }

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::db_cap::DatabaseCap;
 use super::login::{login, read_frame, ServerCredentials};
 use super::{PreparedCache, ServerConnection, ServerError};
+use crate::cancel::CancelTarget;
 use crate::params::SessionParams;
 
 /// Where and as whom a pool's server connections log in.
@@ -137,8 +138,11 @@ impl ServerConnector {
             params: SessionParams::server_default(&t.application_name),
             params_owner: None,
             prepared: PreparedCache::default(),
+            cancel: outcome
+                .key
+                .as_ref()
+                .map(|k| Arc::new(CancelTarget::new(addr, k.process_id, k.secret_key.clone()))),
             key: outcome.key,
-            addr,
             needs_reset: false,
             broken: false,
             _db_permit: permit,

@@ -11,7 +11,7 @@ pub(crate) mod db_cap;
 pub(crate) mod login;
 
 use std::collections::{HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use pgwarden_protocol::response::{BackendKeyData, ErrorFields};
@@ -23,6 +23,7 @@ use tokio::sync::OwnedSemaphorePermit;
 pub use connector::ServerConnector;
 pub use login::ServerCredentials;
 
+use crate::cancel::CancelTarget;
 use crate::params::SessionParams;
 
 /// Why a server connection could not be opened or used.
@@ -130,9 +131,11 @@ pub struct ServerConnection {
     pub(crate) params_owner: Option<(u64, u64)>,
     /// Statements prepared under pgwarden's server-side names.
     pub(crate) prepared: PreparedCache,
-    /// The server's BackendKeyData, for forwarding cancels.
+    /// The server's BackendKeyData.
     pub(crate) key: Option<BackendKeyData>,
-    pub(crate) addr: SocketAddr,
+    /// Where cancels for this backend go (from `key`), shared with the slot of the client it
+    /// serves; counts the cancels on their way.
+    pub(crate) cancel: Option<Arc<CancelTarget>>,
     /// Set in session mode when a client used it: reset before the next client.
     pub(crate) needs_reset: bool,
     /// Set when the stream can no longer be trusted (I/O error, protocol violation, abandoned

@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use pgwarden_proxy::{AuthType, Proxy, ProxyConfig, ProxyHandle};
 use pgwarden_testkit::PgCluster;
 use tokio_postgres::{Client, NoTls};
@@ -143,5 +146,112 @@ impl BackendSampler {
     pub async fn finish(self) -> (i64, u64) {
         self.stop.cancel();
         self.task.await.unwrap()
+    }
+}
+
+/// A client speaking the wire protocol byte by byte (trust authentication).
+pub struct RawClient {
+    stream: TcpStream,
+    /// The BackendKeyData the proxy gave this client.
+    pub key: (i32, [u8; 4]),
+    /// The SQLSTATE of the last ErrorResponse seen by `until_ready`.
+    pub last_error: Option<String>,
+}
+
+impl RawClient {
+    pub async fn connect(proxy: &RunningProxy) -> RawClient {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let params = format!("user\0postgres\0database\0{APP_DB}\0\0");
+        let mut startup = Vec::new();
+        startup.extend_from_slice(&(8 + params.len() as u32).to_be_bytes());
+        startup.extend_from_slice(&196_608u32.to_be_bytes());
+        startup.extend_from_slice(params.as_bytes());
+        stream.write_all(&startup).await.unwrap();
+        let mut client = RawClient {
+            stream,
+            key: (0, [0; 4]),
+            last_error: None,
+        };
+        client.until_ready().await;
+        assert_ne!(client.key.0, 0, "no BackendKeyData in the greeting");
+        client
+    }
+
+    /// Sends a simple query without waiting for its replies.
+    pub async fn send_query(&mut self, sql: &str) {
+        let mut msg = vec![b'Q'];
+        msg.extend_from_slice(&(4 + sql.len() as u32 + 1).to_be_bytes());
+        msg.extend_from_slice(sql.as_bytes());
+        msg.push(0);
+        self.stream.write_all(&msg).await.unwrap();
+    }
+
+    /// Sends a simple query; returns the tags of the replies up to ReadyForQuery.
+    pub async fn query(&mut self, sql: &str) -> Vec<u8> {
+        self.send_query(sql).await;
+        self.until_ready().await
+    }
+
+    /// Prepares `sql` as the named statement `name` (Parse, Sync).
+    pub async fn parse(&mut self, name: &str, sql: &str) {
+        let body_len = name.len() + 1 + sql.len() + 1 + 2;
+        let mut msg = vec![b'P'];
+        msg.extend_from_slice(&(4 + body_len as u32).to_be_bytes());
+        for part in [name, sql] {
+            msg.extend_from_slice(part.as_bytes());
+            msg.push(0);
+        }
+        msg.extend_from_slice(&0u16.to_be_bytes());
+        msg.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+        self.stream.write_all(&msg).await.unwrap();
+        assert_eq!(self.until_ready().await, b"1Z");
+    }
+
+    /// Opens a connection to `proxy` carrying a CancelRequest with this client's key; the
+    /// proxy closes it once the cancel is over.
+    pub async fn send_cancel(&self, proxy: &RunningProxy) -> TcpStream {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let mut msg = Vec::with_capacity(16);
+        msg.extend_from_slice(&16u32.to_be_bytes());
+        msg.extend_from_slice(&80_877_102u32.to_be_bytes());
+        msg.extend_from_slice(&self.key.0.to_be_bytes());
+        msg.extend_from_slice(&self.key.1);
+        stream.write_all(&msg).await.unwrap();
+        stream
+    }
+
+    /// Reads up to ReadyForQuery; returns the tags seen (Authentication, ParameterStatus and
+    /// BackendKeyData left out) and keeps the key and the last error's SQLSTATE.
+    pub async fn until_ready(&mut self) -> Vec<u8> {
+        let mut tags = Vec::new();
+        loop {
+            let tag = self
+                .stream
+                .read_u8()
+                .await
+                .expect("the proxy closed the connection");
+            let len = self.stream.read_u32().await.unwrap() as usize;
+            let mut body = vec![0; len - 4];
+            self.stream.read_exact(&mut body).await.unwrap();
+            match tag {
+                b'K' => {
+                    let pid = i32::from_be_bytes(body[..4].try_into().unwrap());
+                    self.key = (pid, body[4..8].try_into().unwrap());
+                }
+                b'E' => {
+                    self.last_error = body
+                        .split(|b| *b == 0)
+                        .find(|f| f.first() == Some(&b'C'))
+                        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
+                }
+                _ => {}
+            }
+            if !matches!(tag, b'R' | b'S' | b'K') {
+                tags.push(tag);
+            }
+            if tag == b'Z' {
+                return tags;
+            }
+        }
     }
 }

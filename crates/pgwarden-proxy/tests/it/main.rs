@@ -9,6 +9,7 @@ mod auth;
 mod auth_query;
 mod basic;
 mod breaker;
+mod cancel;
 mod cap;
 mod db_cap;
 mod drivers;
