@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -129,13 +130,22 @@ pub(crate) struct CancelSlot {
     registry: Arc<CancelRegistry>,
     pub(crate) process_id: i32,
     pub(crate) secret_key: [u8; 4],
-    target: SharedTarget,
+    state: SharedState,
 }
 
 impl CancelSlot {
     /// Points cancels at a server connection (or at nothing).
     pub(crate) fn set_target(&self, target: Option<Arc<CancelTarget>>) {
-        *self.target.lock() = target;
+        self.state.lock().target = target;
+    }
+
+    /// Marks the client as waiting for a server connection until the returned guard is
+    /// dropped: a cancel arriving meanwhile ends the wait (see [`WaitForServer::cancelled`]).
+    pub(crate) fn waiting_for_server(&self) -> WaitForServer<'_> {
+        let mut state = self.state.lock();
+        state.waiting = true;
+        state.cancelled = false;
+        WaitForServer { state: &self.state }
     }
 }
 
@@ -145,19 +155,72 @@ impl Drop for CancelSlot {
     }
 }
 
-/// Where one client's cancels go right now (shared by its slot and the registry).
-type SharedTarget = Arc<Mutex<Option<Arc<CancelTarget>>>>;
+/// A client waiting for a server connection, as seen by its cancels.
+#[derive(Debug)]
+pub(crate) struct WaitForServer<'a> {
+    state: &'a SharedState,
+}
+
+impl WaitForServer<'_> {
+    /// Whether a cancel arrived during the wait so far.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.state.lock().cancelled
+    }
+
+    /// Completes when a CancelRequest for this client arrives during the wait.
+    pub(crate) async fn cancelled(&self) {
+        std::future::poll_fn(|cx| {
+            let mut state = self.state.lock();
+            if state.cancelled {
+                Poll::Ready(())
+            } else {
+                if !state
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    state.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for WaitForServer<'_> {
+    fn drop(&mut self) {
+        let mut state = self.state.lock();
+        state.waiting = false;
+        state.cancelled = false;
+        state.waker = None;
+    }
+}
+
+/// What a cancel for one client finds (shared by its slot and the registry).
+#[derive(Debug, Default)]
+struct SlotState {
+    /// The server connection serving the client right now.
+    target: Option<Arc<CancelTarget>>,
+    /// The client waits for a server connection: its request has not reached any server.
+    waiting: bool,
+    /// A cancel arrived during that wait.
+    cancelled: bool,
+    waker: Option<Waker>,
+}
+
+type SharedState = Arc<Mutex<SlotState>>;
 
 /// Every connected client's key.
 #[derive(Debug, Default)]
 pub(crate) struct CancelRegistry {
-    slots: Mutex<HashMap<i32, ([u8; 4], SharedTarget)>>,
+    slots: Mutex<HashMap<i32, ([u8; 4], SharedState)>>,
 }
 
 impl CancelRegistry {
     /// Registers a new client under a fresh random key.
     pub(crate) fn register(self: &Arc<Self>) -> CancelSlot {
-        let target = Arc::new(Mutex::new(None));
+        let state = SharedState::default();
         let mut slots = self.slots.lock();
         let (process_id, secret_key) = loop {
             let pid = rand::random::<i32>() & 0x7fff_ffff;
@@ -165,25 +228,38 @@ impl CancelRegistry {
                 break (pid, rand::random::<[u8; 4]>());
             }
         };
-        slots.insert(process_id, (secret_key, Arc::clone(&target)));
+        slots.insert(process_id, (secret_key, Arc::clone(&state)));
         CancelSlot {
             registry: Arc::clone(self),
             process_id,
             secret_key,
-            target,
+            state,
         }
     }
 
     /// Forwards a client's CancelRequest to the server connection serving it, if any, and
-    /// waits until PostgreSQL has acted on it. Returns whether a cancel was sent.
+    /// waits until PostgreSQL has acted on it; a client still waiting for a server connection
+    /// has its wait ended instead (its request fails with 57014, as PostgreSQL fails a query
+    /// cancelled before it ran). A client between requests is left alone, as PostgreSQL
+    /// ignores a cancel for an idle backend. Returns whether a cancel took effect or was sent.
     pub(crate) async fn cancel(&self, request: &CancelRequest) -> bool {
         let target = {
             let slots = self.slots.lock();
             match slots.get(&request.process_id) {
                 // Constant-time comparison is unnecessary for a 4-byte key checked once per
                 // connection attempt, but a mismatch must never reveal which part was wrong.
-                Some((key, target)) if request.secret_key.as_ref() == key.as_slice() => {
-                    target.lock().as_ref().map(CancelTarget::begin)
+                Some((key, state)) if request.secret_key.as_ref() == key.as_slice() => {
+                    let mut state = state.lock();
+                    if state.waiting {
+                        // Until the session has its server connection and points its
+                        // target at it, its request has reached no server.
+                        state.cancelled = true;
+                        if let Some(waker) = state.waker.take() {
+                            waker.wake();
+                        }
+                        return true;
+                    }
+                    state.target.as_ref().map(CancelTarget::begin)
                 }
                 _ => None,
             }

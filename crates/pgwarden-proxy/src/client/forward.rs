@@ -106,6 +106,10 @@ fn session_change_text(parse_rest: &[u8]) -> Option<String> {
     is_session_change(&first_word(query)).then(|| String::from_utf8_lossy(query).into_owned())
 }
 
+/// PostgreSQL's own message for a cancelled statement; the request waited for a server
+/// connection and never ran.
+const CANCELLED_WHILE_WAITING: &str = "canceling statement due to user request";
+
 /// Why LISTEN is refused in transaction mode.
 const LISTEN_REFUSED: &str = "LISTEN is not supported in transaction pooling mode: \
     notifications arrive on a server connection other clients share. Use a pool with \
@@ -152,8 +156,37 @@ impl Session {
             if tag == b'X' {
                 break Err(SessionEnd::ClientGone);
             }
-            if let Err(e) = self.ensure_server().await {
-                break Err(e);
+            if self.skip_until_sync {
+                // What follows a cancelled wait in the same extended-query batch is dropped
+                // up to the Sync, which is answered (PostgreSQL's behaviour after an error).
+                if tag == b'S' {
+                    self.skip_until_sync = false;
+                    let mut reply = BytesMut::with_capacity(6);
+                    ReadyForQuery(self.transaction_status()).encode(&mut reply);
+                    self.plan.push_synthetic_bytes(reply.freeze());
+                    self.plan.drain_synthetic(&mut self.to_client);
+                }
+                at += len;
+                continue;
+            }
+            match self.ensure_server().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // A CancelRequest arrived while the request waited for a server
+                    // connection: it fails as PostgreSQL fails a query cancelled before it
+                    // ran, and never reaches a server.
+                    let mut reply = error_message("ERROR", "57014", CANCELLED_WHILE_WAITING);
+                    if matches!(tag, b'Q' | b'F' | b'S') {
+                        ReadyForQuery(self.transaction_status()).encode(&mut reply);
+                    } else {
+                        self.skip_until_sync = true;
+                    }
+                    self.plan.push_synthetic_bytes(reply.freeze());
+                    self.plan.drain_synthetic(&mut self.to_client);
+                    at += len;
+                    continue;
+                }
+                Err(e) => break Err(e),
             }
             let seq = self.batch.record(tag, &buf[at..at + len]);
             self.plan.set_origin(seq);

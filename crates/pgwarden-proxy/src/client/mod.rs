@@ -16,8 +16,10 @@ mod startup;
 mod stream;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -423,6 +425,10 @@ pub(crate) struct Session {
     query_cancelled: bool,
     /// Set by the login: the first idle wait parks at once (see [`park`]).
     just_logged_in: bool,
+    /// A cancel ended the wait for a server connection in the middle of an extended-query
+    /// batch: the client's messages are dropped up to its Sync, as PostgreSQL does after an
+    /// error.
+    skip_until_sync: bool,
 }
 
 /// What a parked session keeps (see [`park`]): everything that outlives a transaction. The
@@ -480,6 +486,7 @@ impl IdleSession {
             query_deadline: None,
             query_cancelled: false,
             just_logged_in: false,
+            skip_until_sync: false,
         })
     }
 }
@@ -544,7 +551,8 @@ impl Session {
                 self.batch.release_memory();
                 // Plain TCP only: a TLS stream may hold decrypted bytes no socket readiness
                 // announces. An unnamed statement waiting for its Bind keeps the task too.
-                let parkable = !client.is_tls() && self.unnamed_session_sql.is_none();
+                let parkable =
+                    !client.is_tls() && self.unnamed_session_sql.is_none() && !self.skip_until_sync;
                 let idle_since = parker.tick();
                 let read = tokio::select! {
                     biased;
@@ -727,11 +735,30 @@ impl Session {
         }
     }
 
-    async fn ensure_server(&mut self) -> Result<(), SessionEnd> {
+    /// Makes sure the session holds a server connection. `Ok(false)` when a CancelRequest
+    /// for this client ended the wait for one (see [`crate::cancel`]).
+    async fn ensure_server(&mut self) -> Result<bool, SessionEnd> {
         if self.server.is_some() {
-            return Ok(());
+            return Ok(true);
         }
-        let mut server = acquire(&self.shared, &self.pool).await?;
+        let mut acquiring = std::pin::pin!(acquire(&self.shared, &self.pool));
+        // Usually a connection is free at once; only a real wait is made cancellable (no
+        // lock taken for it otherwise).
+        let first = std::future::poll_fn(|cx| Poll::Ready(acquiring.as_mut().poll(cx))).await;
+        let (mut server, wait) = match first {
+            Poll::Ready(acquired) => (acquired?, None),
+            Poll::Pending => {
+                let wait = self.cancel.waiting_for_server();
+                let server = tokio::select! {
+                    biased;
+                    acquired = &mut acquiring => acquired?,
+                    _ = wait.cancelled() => return Ok(false),
+                };
+                // Still counted as waiting until the cancel target points at the server: a
+                // cancel arriving in between is not lost.
+                (server, Some(wait))
+            }
+        };
         if let Some(target) = &server.cancel {
             // A cancel meant for the connection's previous transaction is not over yet: it
             // must not land on this one.
@@ -739,6 +766,11 @@ impl Session {
                 target.wait_idle().await;
             }
             self.cancel.set_target(Some(Arc::clone(target)));
+        }
+        if wait.is_some_and(|w| w.is_cancelled()) {
+            // The connection goes back to the pool unused.
+            self.cancel.set_target(None);
+            return Ok(false);
         }
         let owner = (self.id, self.params_version);
         if server.params_owner != Some(owner) {
@@ -750,7 +782,7 @@ impl Session {
             server.params_owner = Some(owner);
         }
         self.server = Some(server);
-        Ok(())
+        Ok(true)
     }
 
     async fn cancel_running_query(&mut self) {

@@ -177,6 +177,11 @@ impl RawClient {
         client
     }
 
+    /// Sends bytes as they are (frames built by the test).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
     /// Sends a simple query without waiting for its replies.
     pub async fn send_query(&mut self, sql: &str) {
         let mut msg = vec![b'Q'];
@@ -225,27 +230,7 @@ impl RawClient {
     pub async fn until_ready(&mut self) -> Vec<u8> {
         let mut tags = Vec::new();
         loop {
-            let tag = self
-                .stream
-                .read_u8()
-                .await
-                .expect("the proxy closed the connection");
-            let len = self.stream.read_u32().await.unwrap() as usize;
-            let mut body = vec![0; len - 4];
-            self.stream.read_exact(&mut body).await.unwrap();
-            match tag {
-                b'K' => {
-                    let pid = i32::from_be_bytes(body[..4].try_into().unwrap());
-                    self.key = (pid, body[4..8].try_into().unwrap());
-                }
-                b'E' => {
-                    self.last_error = body
-                        .split(|b| *b == 0)
-                        .find(|f| f.first() == Some(&b'C'))
-                        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
-                }
-                _ => {}
-            }
+            let tag = self.read_message().await;
             if !matches!(tag, b'R' | b'S' | b'K') {
                 tags.push(tag);
             }
@@ -254,4 +239,38 @@ impl RawClient {
             }
         }
     }
+
+    /// Reads one message; returns its tag and keeps the key and the last error's SQLSTATE.
+    pub async fn read_message(&mut self) -> u8 {
+        let tag = self
+            .stream
+            .read_u8()
+            .await
+            .expect("the proxy closed the connection");
+        let len = self.stream.read_u32().await.unwrap() as usize;
+        let mut body = vec![0; len - 4];
+        self.stream.read_exact(&mut body).await.unwrap();
+        match tag {
+            b'K' => {
+                let pid = i32::from_be_bytes(body[..4].try_into().unwrap());
+                self.key = (pid, body[4..8].try_into().unwrap());
+            }
+            b'E' => {
+                self.last_error = body
+                    .split(|b| *b == 0)
+                    .find(|f| f.first() == Some(&b'C'))
+                    .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
+            }
+            _ => {}
+        }
+        tag
+    }
+}
+
+/// One frontend message: tag, length, body.
+pub fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&(4 + body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
 }
