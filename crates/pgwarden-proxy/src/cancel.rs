@@ -142,9 +142,7 @@ impl CancelSlot {
     /// Marks the client as waiting for a server connection until the returned guard is
     /// dropped: a cancel arriving meanwhile ends the wait (see [`WaitForServer::cancelled`]).
     pub(crate) fn waiting_for_server(&self) -> WaitForServer<'_> {
-        let mut state = self.state.lock();
-        state.waiting = true;
-        state.cancelled = false;
+        self.state.lock().wait = Some(Box::default());
         WaitForServer { state: &self.state }
     }
 }
@@ -164,22 +162,21 @@ pub(crate) struct WaitForServer<'a> {
 impl WaitForServer<'_> {
     /// Whether a cancel arrived during the wait so far.
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.state.lock().cancelled
+        self.state.lock().wait.as_ref().is_some_and(|w| w.cancelled)
     }
 
     /// Completes when a CancelRequest for this client arrives during the wait.
     pub(crate) async fn cancelled(&self) {
         std::future::poll_fn(|cx| {
             let mut state = self.state.lock();
-            if state.cancelled {
+            let Some(wait) = state.wait.as_mut() else {
+                return Poll::Pending;
+            };
+            if wait.cancelled {
                 Poll::Ready(())
             } else {
-                if !state
-                    .waker
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()))
-                {
-                    state.waker = Some(cx.waker().clone());
+                if !wait.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    wait.waker = Some(cx.waker().clone());
                 }
                 Poll::Pending
             }
@@ -190,21 +187,24 @@ impl WaitForServer<'_> {
 
 impl Drop for WaitForServer<'_> {
     fn drop(&mut self) {
-        let mut state = self.state.lock();
-        state.waiting = false;
-        state.cancelled = false;
-        state.waker = None;
+        self.state.lock().wait = None;
     }
 }
 
-/// What a cancel for one client finds (shared by its slot and the registry).
+/// What a cancel for one client finds (shared by its slot and the registry). Kept small: one
+/// per connected client.
 #[derive(Debug, Default)]
 struct SlotState {
     /// The server connection serving the client right now.
     target: Option<Arc<CancelTarget>>,
-    /// The client waits for a server connection: its request has not reached any server.
-    waiting: bool,
-    /// A cancel arrived during that wait.
+    /// Set while the client waits for a server connection: its request has reached no server.
+    wait: Option<Box<WaitState>>,
+}
+
+/// A wait for a server connection, as its cancels see it.
+#[derive(Debug, Default)]
+struct WaitState {
+    /// A cancel arrived during the wait.
     cancelled: bool,
     waker: Option<Waker>,
 }
@@ -250,11 +250,11 @@ impl CancelRegistry {
                 // connection attempt, but a mismatch must never reveal which part was wrong.
                 Some((key, state)) if request.secret_key.as_ref() == key.as_slice() => {
                     let mut state = state.lock();
-                    if state.waiting {
+                    if let Some(wait) = state.wait.as_mut() {
                         // Until the session has its server connection and points its
                         // target at it, its request has reached no server.
-                        state.cancelled = true;
-                        if let Some(waker) = state.waker.take() {
+                        wait.cancelled = true;
+                        if let Some(waker) = wait.waker.take() {
                             waker.wake();
                         }
                         return true;
@@ -268,5 +268,17 @@ impl CancelRegistry {
             Some(cancel) => cancel.send().await,
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clients_slot_stays_two_words() {
+        // One per connected client, idle ones included: the wait state lives in a box made
+        // only while the client waits for a server connection.
+        assert_eq!(std::mem::size_of::<SlotState>(), 16);
     }
 }
