@@ -68,6 +68,27 @@ async def check_asyncpg():
     assert time.monotonic() - started < 5
     assert await conn.fetchval("SELECT 7") == 7
     ok("asyncpg cancel of pg_sleep")
+    # A timeout while the request waits for a server connection (the pool's 3 are held by
+    # open transactions): asyncpg cancels during its prepare step; the request never runs.
+    holders = [await asyncpg.connect(URL) for _ in range(3)]
+    for h in holders:
+        await h.execute("BEGIN; SELECT 1")
+    started = time.monotonic()
+    try:
+        await conn.execute("INSERT INTO apg VALUES (5000, 'waited')", timeout=0.5)
+        raise AssertionError("not cancelled while waiting")
+    except asyncio.TimeoutError:
+        pass
+    assert time.monotonic() - started < 3
+    # asyncpg raises at the deadline and sends its cancel on a new connection: give the
+    # cancel time to arrive before a COMMIT frees a server connection.
+    await asyncio.sleep(1.5)
+    for h in holders:
+        await h.execute("COMMIT")
+        await h.close()
+    assert await conn.fetchval("SELECT count(*) FROM apg WHERE id = 5000") == 0
+    assert await conn.fetchval("SELECT 6") == 6
+    ok("asyncpg timeout while waiting for a server connection")
     rows = await conn.fetch(BIG_SQL)
     assert len(rows) == BIG_ROWS and all(len(r[0]) == 1000 for r in rows)
     del rows

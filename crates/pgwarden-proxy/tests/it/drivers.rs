@@ -69,6 +69,7 @@ async fn asyncpg_psycopg_and_node_postgres_work_through_the_proxy() {
         "ok asyncpg large result (100 MB)",
         "ok psycopg large result (100 MB, streamed)",
         "ok psycopg cancel of pg_sleep",
+        "ok asyncpg timeout while waiting for a server connection",
         "ok asyncpg LISTEN/NOTIFY in session mode",
         "ok psycopg LISTEN/NOTIFY in session mode",
     ] {
