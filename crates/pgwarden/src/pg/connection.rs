@@ -180,16 +180,45 @@ impl PgConnection {
         }
     }
 
-    /// Sends a CancelRequest for whatever this connection's backend is running.
+    /// Waits up to `limit` for the connection to become idle on its own (replies still on
+    /// their way arrive); returns whether it did.
+    pub(crate) async fn settles_within(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.is_idle() {
+            if tokio::time::Instant::now() >= deadline || self.is_closed() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        true
+    }
+
+    /// Sends a CancelRequest for whatever this connection's backend is running and, like
+    /// libpq, waits (at most `CANCEL_GRACE`) until PostgreSQL has acted on it: it closes the
+    /// cancel connection once the backend is signalled. A cancel acted on later could hit the
+    /// next statement sent on this connection.
     pub(crate) async fn cancel_running(&self) {
         let token = self.client.cancel_token();
-        match TcpStream::connect(self.server_addr).await {
-            Ok(stream) => {
-                if let Err(error) = token.cancel_query_raw(stream, NoTls).await {
-                    tracing::debug!(%error, pid = self.backend_pid, "cancel request failed");
+        let sent = async {
+            match TcpStream::connect(self.server_addr).await {
+                Ok(stream) => {
+                    if let Err(error) = token
+                        .cancel_query_raw(UntilClosed::new(stream), NoTls)
+                        .await
+                    {
+                        tracing::debug!(%error, pid = self.backend_pid, "cancel request failed");
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "could not connect to send a cancel request")
                 }
             }
-            Err(error) => tracing::debug!(%error, "could not connect to send a cancel request"),
+        };
+        if tokio::time::timeout(CANCEL_GRACE, sent).await.is_err() {
+            tracing::debug!(
+                pid = self.backend_pid,
+                "the server did not finish a cancel request in time"
+            );
         }
     }
 
@@ -199,6 +228,75 @@ impl PgConnection {
         drop(self);
         if let Some(driver) = driver {
             let _ = tokio::time::timeout(CLOSE_GRACE, driver).await;
+        }
+    }
+}
+
+/// A cancel connection whose shutdown completes only once the server has closed its end:
+/// tokio-postgres writes the CancelRequest, flushes and shuts down, so with this stream its
+/// `cancel_query_raw` returns after PostgreSQL has acted on the request.
+struct UntilClosed {
+    stream: TcpStream,
+    write_closed: bool,
+}
+
+impl UntilClosed {
+    fn new(stream: TcpStream) -> Self {
+        UntilClosed {
+            stream,
+            write_closed: false,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for UntilClosed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for UntilClosed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        use tokio::io::AsyncRead;
+        if !self.write_closed {
+            match std::pin::Pin::new(&mut self.stream).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => self.write_closed = true,
+                other => return other,
+            }
+        }
+        // PostgreSQL sends nothing back; read until it closes (or resets) the connection.
+        let mut sink = [0u8; 64];
+        loop {
+            let mut buf = tokio::io::ReadBuf::new(&mut sink);
+            match std::pin::Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }

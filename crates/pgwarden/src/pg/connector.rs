@@ -12,6 +12,10 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Config, NoTls};
 
 use super::connection::PgConnection;
+
+/// How long a returned connection that is still finishing gets before its statement is
+/// cancelled (see `reset`).
+const SETTLE: Duration = Duration::from_millis(100);
 use super::stream::ObservedStream;
 use crate::error::{ConnectError, Error};
 
@@ -260,8 +264,11 @@ impl Connector for PgConnector {
 
     async fn reset(&self, conn: &mut PgConnection) -> Result<(), ConnectError> {
         // A statement may still be running (the caller's future was dropped mid-query): stop it
-        // first, then roll back whatever transaction is open.
-        if !conn.is_idle() {
+        // first, then roll back whatever transaction is open. Often the connection is only
+        // finishing (the reply to a statement closed in the background is on its way): it gets
+        // a moment first, because a cancel PostgreSQL acts on late would hit the ROLLBACK
+        // below instead (the connection would then be closed for nothing).
+        if !conn.is_idle() && !conn.settles_within(SETTLE).await {
             conn.cancel_running().await;
         }
         match tokio::time::timeout(

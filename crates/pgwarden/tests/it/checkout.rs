@@ -175,3 +175,46 @@ async fn a_statement_over_the_command_timeout_is_cancelled_on_the_server() {
         7
     );
 }
+
+/// The command timeout's cancel is waited for until PostgreSQL has acted on it (its postmaster
+/// is frozen here, so it cannot yet): a cancel acted on late must not hit the next statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_command_timeout_cancel_never_hits_the_next_statement() {
+    let cluster = std::sync::Arc::new(PgCluster::builder().start().unwrap());
+    let warden = warden(
+        &cluster,
+        "late-cancel-test",
+        &[("upstream.command_timeout", "200ms")],
+    );
+    let conn = warden.connection().await.unwrap();
+    let started = Instant::now();
+    cluster.freeze_postmaster();
+    let thaw = tokio::spawn({
+        let cluster = std::sync::Arc::clone(&cluster);
+        async move {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            cluster.thaw();
+        }
+    });
+    // Over the timeout: the cancel is sent but not acted on; the statement ends by itself.
+    let err = conn.query("SELECT pg_sleep(0.6)", &[]).await;
+    let returned = started.elapsed();
+    assert!(matches!(err, Err(Error::CommandTimeout { .. })), "{err:?}");
+    // It returned only once PostgreSQL could act on the cancel (after the thaw).
+    assert!(
+        returned >= Duration::from_millis(1100),
+        "returned after {returned:?}"
+    );
+    thaw.await.unwrap();
+    // Runs (without the command timeout) across the moment a cancel sent too early would have
+    // landed.
+    let next = conn
+        .client()
+        .query_one("SELECT pg_sleep(1)::text, 8", &[])
+        .await;
+    assert_eq!(
+        next.expect("the late cancel hit the next statement")
+            .get::<_, i32>(1),
+        8
+    );
+}
