@@ -45,13 +45,19 @@ async fn a_connection_is_replaced_after_max_uses() {
             ("pool.max_uses", "2"),
         ],
     );
+    let mut events = warden.postgres_pool().subscribe();
     let mut pids = Vec::new();
     for _ in 0..4 {
         pids.push(warden.connection().await.unwrap().backend_pid());
     }
-    assert_eq!(pids[0], pids[1]);
-    assert_ne!(pids[1], pids[2]);
-    assert_eq!(pids[2], pids[3]);
+    // On failure, say why a connection was closed.
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(format!("{event:?}"));
+    }
+    assert_eq!(pids[0], pids[1], "pool events: {seen:?}");
+    assert_ne!(pids[1], pids[2], "pool events: {seen:?}");
+    assert_eq!(pids[2], pids[3], "pool events: {seen:?}");
     assert!(warden.postgres_pool().stats().recycled_total >= 1);
 }
 
