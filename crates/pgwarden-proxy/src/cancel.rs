@@ -18,20 +18,20 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use pgwarden_protocol::startup::{CancelRequest, StartupPacket};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// How long a forwarded cancel may take (connect, send, PostgreSQL closing its end). Past it
 /// the cancel is given up and the server connection may serve again.
-pub(crate) const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a cancel for a client goes while it holds a server connection: one per server
 /// connection, shared by the slots pointing at it.
 #[derive(Debug)]
 pub(crate) struct CancelTarget {
-    pub(crate) addr: SocketAddr,
-    pub(crate) process_id: i32,
-    pub(crate) secret_key: Bytes,
+    addr: SocketAddr,
+    process_id: i32,
+    secret_key: Bytes,
     /// Cancels sent to this backend that PostgreSQL has not finished with.
     in_flight: AtomicU32,
 }
@@ -44,6 +44,11 @@ impl CancelTarget {
             secret_key,
             in_flight: AtomicU32::new(0),
         }
+    }
+
+    /// The backend's process id.
+    pub(crate) fn process_id(&self) -> i32 {
+        self.process_id
     }
 
     /// Whether a cancel for this backend is still on its way.
@@ -86,13 +91,8 @@ impl CancelTarget {
             return false;
         }
         // PostgreSQL answers nothing; it closes the connection once the backend is signalled.
-        let mut sink = [0u8; 64];
-        loop {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => {}
-            }
-        }
+        crate::server::until_closed(&mut stream).await;
+        true
     }
 }
 

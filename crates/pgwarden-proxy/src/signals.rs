@@ -34,14 +34,11 @@ impl Signals {
     /// Raises `signal` and wakes every registered session.
     pub(crate) fn fire(&self, signal: u8) {
         self.fired.fetch_or(signal, Ordering::SeqCst);
-        let wakers: Vec<Waker> = self.wakers.lock().values().cloned().collect();
-        for waker in wakers {
-            waker.wake();
-        }
+        self.nudge();
     }
 
-    /// Wakes every registered session without raising anything (the parker's idle clock,
-    /// see `crate::client::park`).
+    /// Wakes every registered session (after a signal is raised, and on each tick of the
+    /// parker's idle clock, see `crate::client::park`).
     pub(crate) fn nudge(&self) {
         let wakers: Vec<Waker> = self.wakers.lock().values().cloned().collect();
         for waker in wakers {

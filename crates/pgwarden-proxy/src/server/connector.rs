@@ -9,7 +9,7 @@ use parking_lot::{Mutex, RwLock};
 use pgwarden_pool::{ConnMeta, Connector, ReleaseState};
 use pgwarden_protocol::TransactionTracker;
 use pgwarden_resilience::{FailureKind, ProberHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -140,9 +140,7 @@ impl ServerConnector {
             prepared: PreparedCache::default(),
             cancel: outcome
                 .key
-                .as_ref()
-                .map(|k| Arc::new(CancelTarget::new(addr, k.process_id, k.secret_key.clone()))),
-            key: outcome.key,
+                .map(|k| Arc::new(CancelTarget::new(addr, k.process_id, k.secret_key))),
             needs_reset: false,
             broken: false,
             _db_permit: permit,
@@ -336,12 +334,7 @@ impl Connector for ServerConnector {
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             let _ = conn.stream.write_all(b"X\0\0\0\x04").await;
             let _ = conn.stream.shutdown().await;
-            let mut sink = [0u8; 512];
-            while let Ok(n) = conn.stream.read(&mut sink).await {
-                if n == 0 {
-                    break;
-                }
-            }
+            super::until_closed(&mut conn.stream).await;
         })
         .await;
     }

@@ -14,9 +14,10 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use pgwarden_protocol::response::{BackendKeyData, ErrorFields};
+use pgwarden_protocol::response::ErrorFields;
 use pgwarden_protocol::{ProtocolError, TransactionTracker};
 use pgwarden_resilience::{Failure, FailureKind};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -131,10 +132,8 @@ pub struct ServerConnection {
     pub(crate) params_owner: Option<(u64, u64)>,
     /// Statements prepared under pgwarden's server-side names.
     pub(crate) prepared: PreparedCache,
-    /// The server's BackendKeyData.
-    pub(crate) key: Option<BackendKeyData>,
-    /// Where cancels for this backend go (from `key`), shared with the slot of the client it
-    /// serves; counts the cancels on their way.
+    /// The server's BackendKeyData and where cancels for this backend go, shared with the
+    /// slot of the client it serves; counts the cancels on their way.
     pub(crate) cancel: Option<Arc<CancelTarget>>,
     /// Set in session mode when a client used it: reset before the next client.
     pub(crate) needs_reset: bool,
@@ -145,10 +144,22 @@ pub struct ServerConnection {
     pub(crate) _db_permit: Option<OwnedSemaphorePermit>,
 }
 
+/// Reads from a connection to PostgreSQL until the server closes it (or it fails). Used
+/// where the close itself is the answer: after Terminate, and after a CancelRequest (sent
+/// once the backend is signalled).
+pub(crate) async fn until_closed(stream: &mut TcpStream) {
+    let mut sink = [0u8; 512];
+    while let Ok(n) = stream.read(&mut sink).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
 impl ServerConnection {
     /// The backend process id on the server.
     pub fn backend_pid(&self) -> Option<i32> {
-        self.key.as_ref().map(|k| k.process_id)
+        self.cancel.as_ref().map(|c| c.process_id())
     }
 
     /// Whether the connection sits between transactions.
