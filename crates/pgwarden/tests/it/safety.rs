@@ -109,3 +109,39 @@ async fn a_task_cancelled_mid_query_leaves_no_busy_connection_behind() {
     assert!(conn.is_idle());
     assert_eq!(running().await, 0);
 }
+
+/// A connection given back while its statement is about to finish (here a 50 ms sleep whose
+/// caller stopped waiting) is left to finish rather than cancelled: a cancel PostgreSQL acts on
+/// late would hit the reset's ROLLBACK and the connection would be closed for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_still_finishing_is_not_cancelled_and_is_reused() {
+    let cluster = PgCluster::builder().start().unwrap();
+    let warden = warden(
+        &cluster,
+        "settle-test",
+        &[("pool.max_size", "1"), ("pool.min_size", "0")],
+    );
+    let conn = warden.connection().await.unwrap();
+    let pid = conn.backend_pid();
+    // The statement is sent, then its caller gives up on it.
+    let _ = tokio::time::timeout(
+        Duration::from_millis(10),
+        conn.batch_execute("SELECT pg_sleep(0.05)"),
+    )
+    .await;
+    assert!(!conn.is_idle());
+    drop(conn);
+    let again = warden.connection().await.unwrap();
+    assert_eq!(
+        again.backend_pid(),
+        pid,
+        "the connection was closed instead of reused"
+    );
+    assert!(again.is_idle());
+    assert!(
+        !cluster
+            .log_contents()
+            .contains("canceling statement due to user request"),
+        "the finishing statement was cancelled"
+    );
+}
