@@ -108,19 +108,22 @@ impl TransactionTracker {
     ///
     /// Call it with every chunk before (or as) it is written to the server.
     pub fn frontend_bytes(&mut self, mut buf: &[u8]) {
-        while !self.desynchronized {
+        while !self.desynchronized && !buf.is_empty() {
+            match self.frontend.whole(&mut buf) {
+                Some(Ok((tag, _))) => {
+                    self.frontend_message(tag);
+                    continue;
+                }
+                Some(Err(_)) => {
+                    self.desynchronized = true;
+                    return;
+                }
+                None => {}
+            }
             match self.frontend.next(&mut buf) {
                 Ok(None) => return,
                 Ok(Some(Piece::Body(_))) => {}
-                Ok(Some(Piece::Typed { tag, .. })) => match tag {
-                    b'Q' | b'F' => self.owed += 1,
-                    b'S' => {
-                        self.owed += 1;
-                        self.open_batch = false;
-                    }
-                    b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => self.open_batch = true,
-                    _ => {}
-                },
+                Ok(Some(Piece::Typed { tag, .. })) => self.frontend_message(tag),
                 Ok(Some(Piece::Untyped { code })) => match code {
                     SSL_REQUEST_CODE | GSSENC_REQUEST_CODE => self.negotiation_answers_owed += 1,
                     // The server answers nothing and closes; the tracker stays not-started.
@@ -142,7 +145,7 @@ impl TransactionTracker {
     ///
     /// Call it with every chunk read from the server, before it is forwarded to the client.
     pub fn backend_bytes(&mut self, mut buf: &[u8]) {
-        while !self.desynchronized {
+        while !self.desynchronized && !buf.is_empty() {
             if self.negotiation_answers_owed > 0 && self.backend.at_boundary() {
                 match buf.first() {
                     None => return,
@@ -153,6 +156,23 @@ impl TransactionTracker {
                     }
                     // Very old servers answer an SSLRequest with an ErrorResponse message.
                     Some(_) => self.negotiation_answers_owed = 0,
+                }
+            }
+            if self.negotiation_answers_owed == 0 {
+                match self.backend.whole(&mut buf) {
+                    Some(Ok((b'Z', body))) => {
+                        match body {
+                            [status] => self.ready_for_query(*status),
+                            _ => self.desynchronized = true,
+                        }
+                        continue;
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) => {
+                        self.desynchronized = true;
+                        return;
+                    }
+                    None => {}
                 }
             }
             match self.backend.next(&mut buf) {
@@ -169,16 +189,57 @@ impl TransactionTracker {
                 }
                 Ok(Some(Piece::Body(body))) if self.reading_status => {
                     self.reading_status = false;
-                    match TransactionStatus::from_byte(body[0]) {
-                        Some(status) => {
-                            self.status = status;
-                            self.owed = self.owed.saturating_sub(1);
-                        }
-                        None => self.desynchronized = true,
-                    }
+                    self.ready_for_query(body[0]);
                 }
                 Ok(Some(_)) => {}
                 Err(_) => self.desynchronized = true,
+            }
+        }
+    }
+
+    /// A typed frontend message with tag `tag` begins.
+    #[inline]
+    fn frontend_message(&mut self, tag: u8) {
+        match tag {
+            b'Q' | b'F' => self.owed += 1,
+            b'S' => {
+                self.owed += 1;
+                self.open_batch = false;
+            }
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => self.open_batch = true,
+            _ => {}
+        }
+    }
+
+    /// A ReadyForQuery with status byte `status` arrived: it settles one owed response.
+    #[inline]
+    fn ready_for_query(&mut self, status: u8) {
+        match TransactionStatus::from_byte(status) {
+            Some(status) => {
+                self.status = status;
+                self.owed = self.owed.saturating_sub(1);
+            }
+            None => self.desynchronized = true,
+        }
+    }
+
+    /// Feed one whole backend message (tag, length and body), framed by the caller: the same
+    /// as [`TransactionTracker::backend_bytes`] with it, minus framing it a second time. The
+    /// caller checks its header ([`crate::Header::parse`]) and passes exactly one message.
+    #[inline]
+    pub fn backend_message(&mut self, frame: &[u8]) {
+        if self.desynchronized || self.negotiation_answers_owed > 0 || !self.backend.at_boundary() {
+            return self.backend_bytes(frame);
+        }
+        debug_assert!(
+            crate::Header::parse(frame)
+                .is_ok_and(|h| h.is_some_and(|h| h.frame_len() == frame.len())),
+            "backend_message takes one whole message"
+        );
+        if frame.first() == Some(&b'Z') {
+            match frame {
+                [_, 0, 0, 0, 5, status] => self.ready_for_query(*status),
+                _ => self.desynchronized = true,
             }
         }
     }

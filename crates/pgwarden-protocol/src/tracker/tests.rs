@@ -577,3 +577,83 @@ fn status_byte_round_trip() {
     }
     assert_eq!(TransactionStatus::from_byte(b'X'), None);
 }
+
+/// Splits a run of whole typed messages into frames.
+fn frames(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let len = crate::Header::parse(bytes).unwrap().unwrap().frame_len();
+        let (frame, rest) = bytes.split_at(len);
+        out.push(frame);
+        bytes = rest;
+    }
+    out
+}
+
+#[test]
+fn whole_backend_messages_give_the_same_states_as_bytes() {
+    let mut by_bytes = TransactionTracker::before_startup();
+    let mut by_message = TransactionTracker::before_startup();
+    for (n, (is_frontend, bytes)) in conversation().into_iter().enumerate() {
+        if is_frontend {
+            by_bytes.frontend_bytes(&bytes);
+            by_message.frontend_bytes(&bytes);
+            continue;
+        }
+        by_bytes.backend_bytes(&bytes);
+        if by_message.negotiation_answers_owed > 0 {
+            // The one-byte answer to SSLRequest is no message: the method falls back.
+            by_message.backend_message(&bytes);
+        } else {
+            for frame in frames(&bytes) {
+                by_message.backend_message(frame);
+            }
+        }
+        assert_eq!(
+            (
+                by_message.owed(),
+                by_message.transaction_status(),
+                by_message.is_idle()
+            ),
+            (
+                by_bytes.owed(),
+                by_bytes.transaction_status(),
+                by_bytes.is_idle()
+            ),
+            "turn {n}"
+        );
+    }
+    assert!(by_message.is_idle());
+}
+
+#[test]
+fn a_whole_ready_for_query_of_the_wrong_size_or_status_desynchronizes() {
+    for bad in [msg(b'Z', b""), msg(b'Z', b"II"), msg(b'Z', b"X")] {
+        let mut t = TransactionTracker::ready();
+        t.frontend_bytes(&query("select 1"));
+        t.backend_message(&bad);
+        assert!(t.is_desynchronized(), "{bad:?}");
+        assert!(!t.is_idle());
+    }
+    let mut t = TransactionTracker::ready();
+    t.frontend_bytes(&query("begin"));
+    t.backend_message(&command_complete("BEGIN"));
+    t.backend_message(&rfq(b'T'));
+    assert_eq!(t.transaction_status(), TransactionStatus::InTransaction);
+    assert_eq!(t.owed(), 0);
+}
+
+#[test]
+fn a_whole_message_after_a_partial_one_is_framed_as_bytes() {
+    // Half a DataRow fed as bytes, then the rest: `backend_message` must not take the rest
+    // for a message of its own.
+    let mut t = TransactionTracker::ready();
+    t.frontend_bytes(&query("select 1"));
+    let row = one_row();
+    let (head, tail) = row.split_at(3);
+    t.backend_bytes(head);
+    t.backend_message(tail);
+    t.backend_message(&command_complete("SELECT 1"));
+    t.backend_message(&rfq(b'I'));
+    assert!(t.is_idle(), "{t:?}");
+}
