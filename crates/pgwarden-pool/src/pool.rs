@@ -596,9 +596,13 @@ impl<C: Connector> Shared<C> {
             self.counters.reused.fetch_add(1, Relaxed);
         }
         slot.meta.uses += 1;
-        self.counters
-            .wait
-            .record(now.saturating_duration_since(started));
+        // An acquire served at once passes the same instant twice: no clock arithmetic.
+        let waited = if now == started {
+            Duration::ZERO
+        } else {
+            now.saturating_duration_since(started)
+        };
+        self.counters.wait.record(waited);
         Pooled::new(Arc::clone(self), slot, now)
     }
 
