@@ -41,21 +41,45 @@ pub(crate) fn ensure(buf: &mut BytesMut) {
 
 /// Gives `buf`'s buffer back (it must be empty) and leaves `buf` without one.
 pub(crate) fn give(buf: &mut BytesMut) {
-    debug_assert!(buf.is_empty(), "only empty buffers are given back");
-    if buf.capacity() == 0 {
-        return;
-    }
-    let mut b = std::mem::take(buf);
-    b.clear();
-    // Space consumed at the front is reclaimed without copying (the buffer is empty); a
-    // buffer shared with a `Bytes` still alive cannot be, and is freed.
-    if !b.try_reclaim(BUFFER_SIZE) || b.capacity() > KEEP_AT_MOST {
+    give_all([buf]);
+}
+
+/// Gives several buffers back at once (each must be empty), leaving each without one.
+pub(crate) fn give_all<const N: usize>(bufs: [&mut BytesMut; N]) {
+    if bufs.iter().all(|b| b.capacity() == 0) {
         return;
     }
     SPARE.with(|spare| {
         let mut spare = spare.borrow_mut();
-        if spare.len() < KEEP {
-            spare.push(b);
+        for buf in bufs {
+            debug_assert!(buf.is_empty(), "only empty buffers are given back");
+            if buf.capacity() == 0 {
+                continue;
+            }
+            let mut b = std::mem::take(buf);
+            b.clear();
+            // Space consumed at the front is reclaimed without copying (the buffer is
+            // empty); a buffer shared with a `Bytes` still alive cannot be, and is freed.
+            if b.try_reclaim(BUFFER_SIZE) && b.capacity() <= KEEP_AT_MOST && spare.len() < KEEP {
+                spare.push(b);
+            }
+        }
+    });
+}
+
+/// [`ensure`] for several buffers, with one look at the spares.
+pub(crate) fn ensure_all<const N: usize>(bufs: [&mut BytesMut; N]) {
+    if bufs.iter().all(|b| b.capacity() > 0) {
+        return;
+    }
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        for buf in bufs {
+            if buf.capacity() == 0 {
+                *buf = spare
+                    .pop()
+                    .unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE));
+            }
         }
     });
 }

@@ -1,7 +1,7 @@
 //! [`Proxy`]: the listener, the state every session shares, and the orderly shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +53,9 @@ pub(crate) struct Shared {
     /// Answers SSLRequest with `S` when set (a certificate is configured and `tls_mode` is
     /// not `disable`).
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Sessions run on a current-thread runtime (set by [`Proxy::run`]): see
+    /// `ClientStream::read_idle`.
+    pub(crate) single_threaded: AtomicBool,
 }
 
 /// A snapshot of the proxy's state.
@@ -163,6 +166,7 @@ impl Proxy {
                 signals: Arc::new(Signals::default()),
                 parker: Arc::new(Parker::default()),
                 tls,
+                single_threaded: AtomicBool::new(false),
             }),
             listener,
         })
@@ -187,6 +191,12 @@ impl Proxy {
     /// server connection with Terminate. Returns the final statistics.
     pub async fn run(self, shutdown: CancellationToken, drain_timeout: Duration) -> ProxyStats {
         let sessions = TaskTracker::new();
+        // Every session task runs on the runtime running this.
+        let flavor = tokio::runtime::Handle::current().runtime_flavor();
+        self.shared.single_threaded.store(
+            flavor == tokio::runtime::RuntimeFlavor::CurrentThread,
+            Relaxed,
+        );
         let parker = tokio::spawn(
             Arc::clone(&self.shared.parker).run(Arc::clone(&self.shared), sessions.clone()),
         );

@@ -205,9 +205,26 @@ impl ResponsePlan {
         self.entries.is_empty()
     }
 
+    /// Whether a locally made reply (or a COPY end marker) is at the head: only then has
+    /// [`ResponsePlan::drain_synthetic`] anything to do.
+    #[inline]
+    pub(crate) fn local_at_head(&self) -> bool {
+        self.entries
+            .front()
+            .is_some_and(|e| e.synthetic.is_some() || e.expect == Expect::CopyEnd)
+    }
+
     /// Appends locally made replies now at the head to `out` (call before and after every
     /// server message, and after pushing).
+    #[inline]
     pub(crate) fn drain_synthetic(&mut self, out: &mut BytesMut) {
+        if self.local_at_head() {
+            self.drain_local(out);
+        }
+    }
+
+    #[cold]
+    fn drain_local(&mut self, out: &mut BytesMut) {
         loop {
             self.pop_markers();
             if self.entries.front().is_none_or(|e| e.synthetic.is_none()) {

@@ -497,13 +497,26 @@ impl Session {
     }
 
     /// Sorts every whole message the server sent into forwarded and swallowed.
+    ///
+    /// Consecutive forwarded messages are copied to the client's buffer in one piece; when
+    /// everything read is forwarded and nothing else waits for the client (the usual reply),
+    /// the read buffer itself becomes the client's buffer, without a copy.
     pub(super) fn handle_server_messages(&mut self) -> Result<(), SessionEnd> {
         let mut retry = None;
         let mut stale_names = Vec::new();
+        // Bytes of the read buffer handled, and where the run of forwarded messages not yet
+        // copied to the client starts.
+        let mut at = 0;
+        let mut run = 0;
         loop {
-            self.plan.drain_synthetic(&mut self.to_client);
+            if self.plan.local_at_head() {
+                let server = self.server.as_deref_mut().expect("server held");
+                self.to_client.extend_from_slice(&server.rbuf[run..at]);
+                run = at;
+                self.plan.drain_synthetic(&mut self.to_client);
+            }
             let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
-            let header = match Header::parse(&server.rbuf) {
+            let header = match Header::parse(&server.rbuf[at..]) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(e) => {
@@ -512,18 +525,19 @@ impl Session {
                 }
             };
             let len = header.frame_len();
-            if server.rbuf.len() < len {
-                server.rbuf.reserve(len - server.rbuf.len());
+            if server.rbuf.len() - at < len {
+                server.rbuf.reserve(len - (server.rbuf.len() - at));
                 break;
             }
+            let tag = header.tag();
             // A stale statement's refusal (rare): maybe prepared again and retried.
-            let stale = (header.tag() == b'E'
+            let stale = (tag == b'E'
                 && reprepare::may_fail_stale(self.plan.head().as_ref())
-                && reprepare::is_stale_plan_error(&server.rbuf[..len]))
+                && reprepare::is_stale_plan_error(&server.rbuf[at..at + len]))
             .then(|| self.plan.head())
             .flatten();
             let status = server.tracker.transaction_status();
-            let mut disposition = self.plan.on_server_message(header.tag());
+            let mut disposition = self.plan.on_server_message(tag);
             if let Some(failed) = stale {
                 match self.on_stale_statement(failed, status) {
                     reprepare::Verdict::Retry {
@@ -538,19 +552,26 @@ impl Session {
                 }
             }
             let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
-            if disposition == Disposition::Forward {
-                self.to_client.extend_from_slice(&server.rbuf[..len]);
+            if disposition == Disposition::Swallow {
+                self.to_client.extend_from_slice(&server.rbuf[run..at]);
+                run = at + len;
             }
-            server.tracker.backend_bytes(&server.rbuf[..len]);
+            server.tracker.backend_message(&server.rbuf[at..at + len]);
             server.tracker.forgive_owed(self.plan.take_ignored_syncs());
-            server.rbuf.advance(len);
-            if header.tag() == b'Z' {
+            at += len;
+            if tag == b'Z' {
                 // One request done: the next one in flight gets its own query_timeout.
                 self.query_deadline = None;
                 self.query_cancelled = false;
             }
         }
         let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
+        if run == 0 && at > 0 && at == server.rbuf.len() && self.to_client.is_empty() {
+            std::mem::swap(&mut self.to_client, &mut server.rbuf);
+        } else {
+            self.to_client.extend_from_slice(&server.rbuf[run..at]);
+            server.rbuf.advance(at);
+        }
         for name in self.plan.take_failed_statements() {
             server.prepared.remove(&name);
         }

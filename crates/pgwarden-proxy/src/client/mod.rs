@@ -92,6 +92,9 @@ const SESSION_SHUTDOWN: &str =
 const DRAIN_EXPIRED: &str = "terminating connection due to administrator command: \
     pgwarden is shutting down and its drain timeout expired";
 
+/// What a client is told when its server connection fails under it.
+const SERVER_CLOSED: &str = "server connection closed unexpectedly; the transaction is lost";
+
 /// Bytes reserved for each read from a client.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -529,12 +532,12 @@ impl Session {
             && self.to_server.is_empty()
     }
 
-    /// Alternates between waiting for an idle client and forwarding. The wait is a small
-    /// future with no buffers; the forwarding loop's state (its `select!` over both peers and
-    /// timers, an acquire in progress) lives in a box that is freed whenever the client is
-    /// idle again. An idle client therefore costs little memory, at the price of one
-    /// allocation per burst of activity (per transaction for a client that waits for each
-    /// reply), never one per message.
+    /// Alternates between waiting for an idle client and forwarding. The wait holds no
+    /// buffers (they go back to the thread's spares). The forwarding loop's state (its
+    /// `select!` over both peers and timers, an acquire in progress) is part of the session's
+    /// task, not boxed per burst of activity: that cost an allocation and a copy of the
+    /// state per transaction. A client idle for long gives up the task altogether (see
+    /// [`park`]), so the larger task costs memory only while the client is active.
     async fn serve(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
         // Registered once per session: the forwarding loop then watches the shutdown signals
         // with an atomic load per turn, no lock (see `crate::signals`).
@@ -542,12 +545,15 @@ impl Session {
         let parker = Arc::clone(&self.shared.parker);
         let _subscription = signals.subscribe(self.id).await;
         let mut first_wait = std::mem::take(&mut self.just_logged_in);
+        let single_threaded = self.shared.single_threaded.load(Relaxed);
         loop {
             if self.idle() {
                 // The buffers go back to this thread's spares for the next active session.
-                buffers::give(&mut self.buf_client);
-                buffers::give(&mut self.to_server);
-                buffers::give(&mut self.to_client);
+                buffers::give_all([
+                    &mut self.buf_client,
+                    &mut self.to_server,
+                    &mut self.to_client,
+                ]);
                 self.batch.release_memory();
                 // Plain TCP only: a TLS stream may hold decrypted bytes no socket readiness
                 // announces. An unnamed statement waiting for its Bind keeps the task too.
@@ -559,7 +565,7 @@ impl Session {
                     _ = signals.raised(signals::SHUTDOWN) => {
                         return Err(fatal("57P01", "pgwarden is shutting down"));
                     }
-                    r = client.read_idle(&mut self.buf_client, READ_CHUNK) => r?,
+                    r = client.read_idle(&mut self.buf_client, READ_CHUNK, single_threaded) => r?,
                     // Right after login, a client with nothing to say yet parks at once: a
                     // burst of logins then never holds a task and a session per client.
                     _ = std::future::ready(()), if parkable && first_wait => return Err(SessionEnd::Park),
@@ -573,9 +579,8 @@ impl Session {
                     None => continue,
                 }
             }
-            buffers::ensure(&mut self.to_server);
-            buffers::ensure(&mut self.to_client);
-            Box::pin(self.event_loop(client, &signals)).await?;
+            buffers::ensure_all([&mut self.to_server, &mut self.to_client]);
+            self.event_loop(client, &signals).await?;
         }
     }
 
@@ -589,6 +594,7 @@ impl Session {
         let query_timeout = self.shared.config.query_timeout;
         loop {
             self.handle_client_messages().await?;
+            self.write_now(client)?;
             // A message the proxy answered itself (LISTEN refused, DEALLOCATE or Close of a
             // renamed statement, a cached Parse) reads nothing from the server: release here
             // too, or the client would pin an idle server connection until its next query.
@@ -674,10 +680,7 @@ impl Session {
                     if let Some(s) = self.server.as_deref_mut() {
                         s.broken = true;
                     }
-                    return Err(fatal(
-                        "08006",
-                        "server connection closed unexpectedly; the transaction is lost",
-                    ));
+                    return Err(fatal("08006", SERVER_CLOSED));
                 }
                 Event::ServerRead(_) => {
                     self.handle_server_messages()?;
@@ -706,6 +709,32 @@ impl Session {
                 Event::DrainExpired => return Err(fatal("57P01", DRAIN_EXPIRED)),
             }
         }
+    }
+
+    /// Sends what is buffered for either peer right away when its socket takes it (the usual
+    /// case: a request or a reply fits the socket buffer), instead of in another turn of the
+    /// forwarding loop's `select!`. What is left (a full socket, a TLS client) is written there.
+    fn write_now(&mut self, client: &ClientStream) -> Result<(), SessionEnd> {
+        if let Some(server) = self.server.as_deref_mut() {
+            if !self.to_server.is_empty() {
+                match server.stream.try_write(&self.to_server) {
+                    Ok(n) => self.to_server.advance(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        server.broken = true;
+                        return Err(fatal("08006", SERVER_CLOSED));
+                    }
+                }
+            }
+        }
+        if !self.to_client.is_empty() {
+            match client.try_write(&self.to_client) {
+                Ok(n) => self.to_client.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(SessionEnd::ClientGone),
+            }
+        }
+        Ok(())
     }
 
     /// Returns the server connection to the pool when the client's transaction is over: in

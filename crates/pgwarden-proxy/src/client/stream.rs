@@ -87,14 +87,26 @@ impl ClientStream {
         }
     }
 
+    /// Writes what the socket takes of `buf` at once, without waiting: plain TCP only. A
+    /// TLS stream reports `WouldBlock` (the forwarding loop writes it).
+    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(tcp) => tcp.try_write(buf),
+            ClientStream::Tls(_) | ClientStream::Closed => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
     /// Waits for bytes from an idle client and appends them to `buf`. A plain stream takes a
     /// buffer (see `crate::buffers`) and reserves `chunk` bytes only once data is there (an idle client holds no buffer); a TLS stream
     /// reserves them first (rustls holds its own buffers anyway). `Ok(None)` is a spurious
     /// wake-up: nothing read, call again. `Ok(Some(0))` means the client closed. Cancel-safe.
+    /// `single_threaded`: the task runs on a current-thread runtime, where the I/O driver
+    /// never runs while a task is being polled.
     pub(crate) async fn read_idle(
         &mut self,
         buf: &mut BytesMut,
         chunk: usize,
+        single_threaded: bool,
     ) -> io::Result<Option<usize>> {
         match self {
             ClientStream::Plain(tcp) => {
@@ -107,7 +119,7 @@ impl ClientStream {
                 let room = buf.capacity() - buf.len();
                 match tcp.try_read_buf(buf) {
                     Ok(n) => {
-                        if n > 0 && n < room && single_threaded() {
+                        if n > 0 && n < room && single_threaded {
                             // A short read drained the socket. Tell the runtime, so the
                             // forwarding loop's next read of this client waits for the next
                             // readiness event instead of asking the kernel once more only to
@@ -131,13 +143,6 @@ impl ClientStream {
             }
         }
     }
-}
-
-/// Whether this task runs on a current-thread runtime (`proxy.workers = 1`), where the I/O
-/// driver never runs while a task is being polled.
-fn single_threaded() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
 }
 
 /// Reads plaintext, first sending encrypted records earlier writes left in rustls.
