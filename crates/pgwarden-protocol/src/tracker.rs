@@ -109,16 +109,9 @@ impl TransactionTracker {
     /// Call it with every chunk before (or as) it is written to the server.
     pub fn frontend_bytes(&mut self, mut buf: &[u8]) {
         while !self.desynchronized && !buf.is_empty() {
-            match self.frontend.whole(&mut buf) {
-                Some(Ok((tag, _))) => {
-                    self.frontend_message(tag);
-                    continue;
-                }
-                Some(Err(_)) => {
-                    self.desynchronized = true;
-                    return;
-                }
-                None => {}
+            if let Some((tag, _)) = self.frontend.whole(&mut buf) {
+                self.frontend_message(tag);
+                continue;
             }
             match self.frontend.next(&mut buf) {
                 Ok(None) => return,
@@ -160,18 +153,14 @@ impl TransactionTracker {
             }
             if self.negotiation_answers_owed == 0 {
                 match self.backend.whole(&mut buf) {
-                    Some(Ok((b'Z', body))) => {
+                    Some((b'Z', body)) => {
                         match body {
                             [status] => self.ready_for_query(*status),
                             _ => self.desynchronized = true,
                         }
                         continue;
                     }
-                    Some(Ok(_)) => continue,
-                    Some(Err(_)) => {
-                        self.desynchronized = true;
-                        return;
-                    }
+                    Some(_) => continue,
                     None => {}
                 }
             }

@@ -68,25 +68,19 @@ impl Framer {
     }
 
     /// The next message whole, when the framer sits between typed messages and `buf` holds
-    /// all of it: its tag and body, consumed from `buf`. `None` (nothing consumed) otherwise;
-    /// [`Framer::next`] then walks it piece by piece. The fast path for streams handed over
-    /// in whole messages: no header bytes copied, one call per message.
+    /// all of it, with a valid header: its tag and body, consumed from `buf`. `None` (nothing
+    /// consumed) otherwise; [`Framer::next`] then walks it piece by piece (and reports a bad
+    /// header). The fast path for streams handed over in whole messages: no header bytes
+    /// copied, one call per message, no error value built.
     #[inline]
-    pub(crate) fn whole<'a>(
-        &mut self,
-        buf: &mut &'a [u8],
-    ) -> Option<Result<(u8, &'a [u8]), ProtocolError>> {
+    pub(crate) fn whole<'a>(&mut self, buf: &mut &'a [u8]) -> Option<(u8, &'a [u8])> {
         if self.untyped || !self.at_boundary() {
             return None;
         }
-        let header = match Header::parse(buf) {
-            Ok(Some(header)) => header,
-            Ok(None) => return None,
-            Err(e) => return Some(Err(e)),
-        };
+        let header = Header::parse(buf).ok()??;
         let (frame, rest) = buf.split_at_checked(header.frame_len())?;
         *buf = rest;
-        Some(Ok((header.tag(), &frame[Header::SIZE..])))
+        Some((header.tag(), &frame[Header::SIZE..]))
     }
 
     /// Consumes bytes from the front of `buf` and returns the next piece, or `Ok(None)` once
