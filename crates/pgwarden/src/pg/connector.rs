@@ -12,12 +12,12 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Config, NoTls};
 
 use super::connection::PgConnection;
+use super::stream::ObservedStream;
+use crate::error::{ConnectError, Error};
 
 /// How long a returned connection that is still finishing gets before its statement is
 /// cancelled (see `reset`).
 const SETTLE: Duration = Duration::from_millis(100);
-use super::stream::ObservedStream;
-use crate::error::{ConnectError, Error};
 
 /// What a [`PgConnector`] needs to open connections.
 #[derive(Clone, Debug)]
