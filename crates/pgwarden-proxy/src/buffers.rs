@@ -27,16 +27,19 @@ thread_local! {
 
 /// An empty buffer with room for at least [`BUFFER_SIZE`] bytes.
 pub(crate) fn take() -> BytesMut {
-    SPARE
-        .with(|spare| spare.borrow_mut().pop())
+    SPARE.with(|spare| take_from(&mut spare.borrow_mut()))
+}
+
+/// The most recently given spare, or a new buffer.
+fn take_from(spare: &mut Vec<BytesMut>) -> BytesMut {
+    spare
+        .pop()
         .unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE))
 }
 
 /// Makes sure `buf` has a buffer of its own (taken here when it has none).
 pub(crate) fn ensure(buf: &mut BytesMut) {
-    if buf.capacity() == 0 {
-        *buf = take();
-    }
+    ensure_all([buf]);
 }
 
 /// Gives `buf`'s buffer back (it must be empty) and leaves `buf` without one.
@@ -76,9 +79,7 @@ pub(crate) fn ensure_all<const N: usize>(bufs: [&mut BytesMut; N]) {
         let mut spare = spare.borrow_mut();
         for buf in bufs {
             if buf.capacity() == 0 {
-                *buf = spare
-                    .pop()
-                    .unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE));
+                *buf = take_from(&mut spare);
             }
         }
     });
