@@ -123,6 +123,39 @@ fn wait_listening(port: u16, child: &mut Child, name: &str) -> anyhow::Result<()
     Ok(())
 }
 
+/// A command running `program` in a session of its own, as a service runs (PostgreSQL does the
+/// same for each backend). Where the kernel groups CPU time by session
+/// (`kernel.sched_autogroup_enabled`, the default on Debian), a pooler left in the benchmark's
+/// session would share one slice of the CPU with pgbench and be preempted by every backend it
+/// wakes. `setsid` (util-linux) replaces itself with `program`: the process id stays the
+/// pooler's, which `cpu_seconds` and `rss_kib` read.
+fn in_own_session(program: &Path) -> Command {
+    match ["/usr/bin/setsid", "/bin/setsid"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+    {
+        Some(setsid) => {
+            let mut cmd = Command::new(setsid);
+            cmd.arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Fails unless process `pid` runs `name` (and not `setsid`, which would mean it forked and
+/// the CPU and memory figures would be read from the wrong process).
+fn check_runs(pid: u32, name: &str) -> anyhow::Result<()> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    anyhow::ensure!(
+        comm.trim() == name,
+        "process {pid} runs {:?}, expected {name}",
+        comm.trim()
+    );
+    Ok(())
+}
+
 impl Pooler {
     pub(crate) fn start_pgbouncer(pg_port: u16, cap: u32) -> anyhow::Result<Pooler> {
         let bin = pgbouncer_binary()?;
@@ -141,7 +174,7 @@ impl Pooler {
                  log_connections = 0\nlog_disconnections = 0\n"
             ),
         )?;
-        let mut cmd = Command::new(bin);
+        let mut cmd = in_own_session(Path::new(&bin));
         cmd.arg(dir.path().join("pgbouncer.ini"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -157,6 +190,7 @@ impl Pooler {
         }
         let mut child = cmd.spawn().context("spawn pgbouncer")?;
         wait_listening(port, &mut child, "pgbouncer")?;
+        check_runs(child.id(), "pgbouncer")?;
         Ok(Pooler {
             name: "pgbouncer",
             port,
@@ -168,7 +202,7 @@ impl Pooler {
     pub(crate) fn start_pgwarden(bin: &Path, pg_port: u16, cap: u32) -> anyhow::Result<Pooler> {
         let dir = tempfile_dir::Dir::new("pgwarden")?;
         let port = pgwarden_testkit::free_port();
-        let mut child = Command::new(bin)
+        let mut child = in_own_session(bin)
             .arg("serve")
             .env(
                 "PGWARDEN_UPSTREAM_URL",
@@ -187,6 +221,11 @@ impl Pooler {
             .spawn()
             .with_context(|| format!("spawn {}", bin.display()))?;
         wait_listening(port, &mut child, "pgwarden")?;
+        let comm: String = bin
+            .file_name()
+            .map(|n| n.to_string_lossy().chars().take(15).collect())
+            .unwrap_or_default();
+        check_runs(child.id(), &comm)?;
         Ok(Pooler {
             name: "pgwarden",
             port,
