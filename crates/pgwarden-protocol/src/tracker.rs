@@ -110,13 +110,13 @@ impl TransactionTracker {
     pub fn frontend_bytes(&mut self, mut buf: &[u8]) {
         while !self.desynchronized && !buf.is_empty() {
             if let Some((tag, _)) = self.frontend.whole(&mut buf) {
-                self.frontend_message(tag);
+                self.frontend_tag(tag);
                 continue;
             }
             match self.frontend.next(&mut buf) {
                 Ok(None) => return,
                 Ok(Some(Piece::Body(_))) => {}
-                Ok(Some(Piece::Typed { tag, .. })) => self.frontend_message(tag),
+                Ok(Some(Piece::Typed { tag, .. })) => self.frontend_tag(tag),
                 Ok(Some(Piece::Untyped { code })) => match code {
                     SSL_REQUEST_CODE | GSSENC_REQUEST_CODE => self.negotiation_answers_owed += 1,
                     // The server answers nothing and closes; the tracker stays not-started.
@@ -186,9 +186,24 @@ impl TransactionTracker {
         }
     }
 
+    /// Feed what the caller wrote towards the server in one step, usually one whole message
+    /// (a routed request): the same as [`TransactionTracker::frontend_bytes`], with a shortcut
+    /// when `bytes` is exactly one message and the stream sits between messages.
+    #[inline]
+    pub fn frontend_written(&mut self, bytes: &[u8]) {
+        if self.started && !self.desynchronized && self.frontend.at_boundary() {
+            if let Ok(Some(header)) = crate::Header::parse(bytes) {
+                if header.frame_len() == bytes.len() {
+                    return self.frontend_tag(header.tag());
+                }
+            }
+        }
+        self.frontend_bytes(bytes)
+    }
+
     /// A typed frontend message with tag `tag` begins.
     #[inline]
-    fn frontend_message(&mut self, tag: u8) {
+    fn frontend_tag(&mut self, tag: u8) {
         match tag {
             b'Q' | b'F' => self.owed += 1,
             b'S' => {

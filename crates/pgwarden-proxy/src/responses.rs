@@ -42,15 +42,16 @@ struct Entry {
     /// Whether the replies reach the client (false for requests the proxy injected).
     forward: bool,
     /// A reply the proxy makes itself (whole framed messages), emitted when this entry
-    /// reaches the head.
-    synthetic: Option<Bytes>,
+    /// reaches the head. Boxed: rare, and the entries move through the queue for every
+    /// request, so they are kept small.
+    synthetic: Option<Box<Bytes>>,
     /// ParameterDescription already seen (Describe statement).
     seen_first: bool,
     /// Describe statement sent again after a failed attempt whose ParameterDescription already
     /// reached the client: this one's is swallowed.
     first_already_sent: bool,
     /// For an injected or renamed Parse: the server-side name to forget if it fails.
-    server_statement: Option<String>,
+    server_statement: Option<Arc<str>>,
     /// Sequence number of the client message that caused this entry (see
     /// [`ResponsePlan::set_origin`]).
     origin: u64,
@@ -92,7 +93,7 @@ pub(crate) struct ResponsePlan {
     /// Syncs found to be ignored, not yet reported to the caller.
     ignored_syncs: usize,
     /// Server statement names whose Parse failed; the caller removes them from its cache.
-    failed_statements: Vec<String>,
+    failed_statements: Vec<Arc<str>>,
     /// Stamped on entries pushed from now on.
     origin: u64,
 }
@@ -168,7 +169,7 @@ impl ResponsePlan {
     }
 
     /// Records a Parse sent to the server under `server_name`.
-    pub(crate) fn push_parse(&mut self, server_name: String, forward: bool) {
+    pub(crate) fn push_parse(&mut self, server_name: Arc<str>, forward: bool) {
         self.entries.push_back(Entry {
             expect: Expect::Parse,
             forward,
@@ -191,7 +192,7 @@ impl ResponsePlan {
         self.entries.push_back(Entry {
             expect: Expect::Parse,
             forward: true,
-            synthetic: Some(messages),
+            synthetic: Some(Box::new(messages)),
             seen_first: false,
             first_already_sent: false,
             server_statement: None,
@@ -273,7 +274,7 @@ impl ResponsePlan {
     }
 
     /// Server statement names whose Parse failed since the last call.
-    pub(crate) fn take_failed_statements(&mut self) -> Vec<String> {
+    pub(crate) fn take_failed_statements(&mut self) -> Vec<Arc<str>> {
         std::mem::take(&mut self.failed_statements)
     }
 
@@ -377,6 +378,16 @@ mod tests {
     use super::*;
     use Disposition::*;
 
+    #[test]
+    fn entries_stay_small() {
+        // One entry is pushed and popped per request: rare parts are boxed.
+        assert!(
+            std::mem::size_of::<Entry>() <= 56,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+    }
+
     fn feed(plan: &mut ResponsePlan, tags: &[u8]) -> Vec<Disposition> {
         tags.iter().map(|t| plan.on_server_message(*t)).collect()
     }
@@ -420,7 +431,7 @@ mod tests {
         plan.push(Expect::Execute, true);
         plan.push(Expect::Sync, true);
         assert_eq!(feed(&mut plan, b"EZ"), vec![Forward, Forward]);
-        assert_eq!(plan.take_failed_statements(), vec!["s1".to_string()]);
+        assert_eq!(plan.take_failed_statements(), vec![Arc::<str>::from("s1")]);
         assert!(plan.is_empty());
     }
 

@@ -591,13 +591,22 @@ fn frames(mut bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 #[test]
-fn whole_backend_messages_give_the_same_states_as_bytes() {
+fn whole_messages_give_the_same_states_as_bytes() {
     let mut by_bytes = TransactionTracker::before_startup();
     let mut by_message = TransactionTracker::before_startup();
     for (n, (is_frontend, bytes)) in conversation().into_iter().enumerate() {
         if is_frontend {
             by_bytes.frontend_bytes(&bytes);
-            by_message.frontend_bytes(&bytes);
+            if by_message.started {
+                for frame in frames(&bytes) {
+                    by_message.frontend_written(frame);
+                }
+            } else {
+                // The untyped startup packet: the method falls back to framing bytes.
+                by_message.frontend_written(&bytes);
+            }
+            assert_eq!(by_message.owed(), by_bytes.owed(), "turn {n}");
+            assert_eq!(by_message.is_idle(), by_bytes.is_idle(), "turn {n}");
             continue;
         }
         by_bytes.backend_bytes(&bytes);
@@ -656,4 +665,32 @@ fn a_whole_message_after_a_partial_one_is_framed_as_bytes() {
     t.backend_message(&command_complete("SELECT 1"));
     t.backend_message(&rfq(b'I'));
     assert!(t.is_idle(), "{t:?}");
+}
+
+#[test]
+fn written_bytes_that_are_not_one_message_are_framed_as_bytes() {
+    // Two messages in one write: both count.
+    let mut t = TransactionTracker::ready();
+    t.frontend_written(&concat(&[query("select 1"), query("select 2")]));
+    assert_eq!(t.owed(), 2);
+    // Half a Query written, then the rest with a Sync: the rest is no message of its own.
+    let mut t = TransactionTracker::ready();
+    let q = query("select 1");
+    let (head, tail) = q.split_at(6);
+    t.frontend_written(head);
+    assert_eq!(
+        t.owed(),
+        1,
+        "the header is complete once the tag and length arrived"
+    );
+    t.frontend_written(&concat(&[tail.to_vec(), msg(b'S', b"")]));
+    assert_eq!(t.owed(), 2);
+    // A bad header desynchronizes, as with frontend_bytes.
+    let mut t = TransactionTracker::ready();
+    t.frontend_written(&[b'Q', 0, 0, 0, 1]);
+    assert!(t.is_desynchronized());
+    // Nothing written changes nothing.
+    let mut t = TransactionTracker::ready();
+    t.frontend_written(&[]);
+    assert!(t.is_idle());
 }

@@ -33,7 +33,12 @@ pub(crate) fn push_internal_query(out: &mut BytesMut, plan: &mut ResponsePlan, s
 
 /// The NUL-terminated string at the start of `body`, and the rest after its NUL.
 fn split_cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
-    let nul = body.iter().position(|b| *b == 0)?;
+    // Empty names (the unnamed statement and portal) are the common case; memchr's set-up
+    // costs more than it saves on a handful of bytes, and pays off on query texts.
+    let nul = match body.first() {
+        Some(0) => 0,
+        _ => memchr::memchr(0, body)?,
+    };
     Some((&body[..nul], &body[nul + 1..]))
 }
 
@@ -54,56 +59,73 @@ pub(super) fn put_message(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
     }
 }
 
-/// Lower-cased first word of a simple query (skipping whitespace and comments).
-fn first_word(sql: &[u8]) -> [u8; 12] {
-    let mut s = sql;
-    loop {
-        while s
-            .first()
-            .is_some_and(|b| b.is_ascii_whitespace() || *b == b'(')
-        {
-            s = &s[1..];
+/// The first keyword of a statement, as far as routing cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keyword {
+    Set,
+    Reset,
+    Discard,
+    Listen,
+    Deallocate,
+    Other,
+}
+
+impl Keyword {
+    /// The first word of `sql` (after whitespace, comments and opening parentheses), compared
+    /// without regard to case. Called for every Query and Parse: no copy of the word, one
+    /// comparison picked by its length.
+    fn of(sql: &[u8]) -> Keyword {
+        let mut s = sql;
+        loop {
+            while s
+                .first()
+                .is_some_and(|b| b.is_ascii_whitespace() || *b == b'(')
+            {
+                s = &s[1..];
+            }
+            if s.starts_with(b"--") {
+                s = &s[memchr::memchr(b'\n', s).unwrap_or(s.len())..];
+            } else if s.starts_with(b"/*") {
+                let end = memchr::memmem::find(s, b"*/").map_or(s.len(), |p| p + 2);
+                s = &s[end..];
+            } else {
+                break;
+            }
         }
-        if s.starts_with(b"--") {
-            let end = s.iter().position(|b| *b == b'\n').unwrap_or(s.len());
-            s = &s[end..];
-        } else if s.starts_with(b"/*") {
-            let end = s
-                .windows(2)
-                .position(|w| w == b"*/")
-                .map_or(s.len(), |p| p + 2);
-            s = &s[end..];
+        // One letter more than the longest keyword: a longer word matches none.
+        let n = s
+            .iter()
+            .take(11)
+            .take_while(|b| b.is_ascii_alphabetic())
+            .count();
+        let word = &s[..n];
+        let (keyword, text): (Keyword, &[u8]) = match n {
+            3 => (Keyword::Set, b"set"),
+            5 => (Keyword::Reset, b"reset"),
+            6 => (Keyword::Listen, b"listen"),
+            7 => (Keyword::Discard, b"discard"),
+            10 => (Keyword::Deallocate, b"deallocate"),
+            _ => return Keyword::Other,
+        };
+        if word.eq_ignore_ascii_case(text) {
+            keyword
         } else {
-            break;
+            Keyword::Other
         }
     }
-    let mut word = [0u8; 12];
-    for (i, b) in s
-        .iter()
-        .take_while(|b| b.is_ascii_alphabetic())
-        .take(12)
-        .enumerate()
-    {
-        word[i] = b.to_ascii_lowercase();
+
+    /// `SET`, `RESET` and `DISCARD` change session parameters.
+    fn changes_session(self) -> bool {
+        matches!(self, Keyword::Set | Keyword::Reset | Keyword::Discard)
     }
-    word
-}
-
-fn word_is(word: &[u8; 12], expected: &str) -> bool {
-    let end = word.iter().position(|b| *b == 0).unwrap_or(12);
-    &word[..end] == expected.as_bytes()
-}
-
-/// Whether a statement starting with `word` changes session parameters (`SET`, `RESET`,
-/// `DISCARD`).
-fn is_session_change(word: &[u8; 12]) -> bool {
-    word_is(word, "set") || word_is(word, "reset") || word_is(word, "discard")
 }
 
 /// The query text of a Parse body (after the statement name) if it changes the session.
 fn session_change_text(parse_rest: &[u8]) -> Option<String> {
     let query = split_cstr(parse_rest)?.0;
-    is_session_change(&first_word(query)).then(|| String::from_utf8_lossy(query).into_owned())
+    Keyword::of(query)
+        .changes_session()
+        .then(|| String::from_utf8_lossy(query).into_owned())
 }
 
 /// PostgreSQL's own message for a cancelled statement; the request waited for a server
@@ -196,7 +218,7 @@ impl Session {
             }
             at += len;
             let server = self.server.as_deref_mut().expect("ensured above");
-            server.tracker.frontend_bytes(&self.to_server[before..]);
+            server.tracker.frontend_written(&self.to_server[before..]);
             server.tracker.forgive_owed(self.plan.take_ignored_syncs());
             self.plan.drain_synthetic(&mut self.to_client);
         };
@@ -214,23 +236,23 @@ impl Session {
                 let (name, rest) =
                     split_cstr(body).ok_or_else(|| fatal("08P01", "malformed Parse message"))?;
                 let query = split_cstr(rest).map_or(&[][..], |(q, _)| q);
-                let word = first_word(query);
+                let keyword = Keyword::of(query);
                 // LISTEN in the extended protocol fails on the server with the simple
                 // protocol's explanation: the error then aborts the batch (and any transaction)
                 // exactly as PostgreSQL's own errors do.
-                let refused;
-                let rest = if self.mode == PoolMode::Transaction && word_is(&word, "listen") {
-                    refused = refuse_listen_parse(rest);
-                    &refused[..]
-                } else {
-                    rest
-                };
+                let refused = (self.mode == PoolMode::Transaction && keyword == Keyword::Listen)
+                    .then(|| refuse_listen_parse(rest));
+                let rest = refused.as_deref().unwrap_or(rest);
                 if name.is_empty() {
                     // Bind of the unnamed statement applies it; remember it only when it
                     // changes the session (no allocation for ordinary statements).
-                    self.unnamed_session_sql = is_session_change(&word)
+                    self.unnamed_session_sql = keyword
+                        .changes_session()
                         .then(|| String::from_utf8_lossy(query).into_owned());
-                    put_message(&mut self.to_server, b'P', &[b"\0", rest]);
+                    match refused {
+                        Some(_) => put_message(&mut self.to_server, b'P', &[b"\0", rest]),
+                        None => self.to_server.extend_from_slice(frame),
+                    }
                     self.plan.push(Expect::Parse, true);
                     return Ok(());
                 }
@@ -349,17 +371,17 @@ impl Session {
 
     fn route_query(&mut self, frame: &[u8]) -> Result<(), SessionEnd> {
         let sql = &frame[5..frame.len().saturating_sub(1)];
-        let word = first_word(sql);
-        if self.mode == PoolMode::Transaction && word_is(&word, "listen") {
+        let keyword = Keyword::of(sql);
+        if self.mode == PoolMode::Transaction && keyword == Keyword::Listen {
             let mut reply = error_message("ERROR", "0A000", LISTEN_REFUSED);
             ReadyForQuery(self.transaction_status()).encode(&mut reply);
             self.plan.push_synthetic_bytes(reply.freeze());
             return Ok(());
         }
-        if word_is(&word, "deallocate") {
+        if keyword == Keyword::Deallocate {
             return self.route_deallocate(frame);
         }
-        if is_session_change(&word) {
+        if keyword.changes_session() {
             self.note_session_change(&String::from_utf8_lossy(sql));
             self.to_server.extend_from_slice(frame);
             self.plan.push(Expect::Query, true);
@@ -380,7 +402,7 @@ impl Session {
         if self.params.apply_sql(sql, &self.startup_params) {
             self.params_version += 1;
         }
-        let discard = word_is(&first_word(sql.as_bytes()), "discard");
+        let discard = Keyword::of(sql.as_bytes()) == Keyword::Discard;
         if discard {
             self.statements.clear();
         }
@@ -493,7 +515,7 @@ impl Session {
             ],
         );
         self.plan
-            .push_parse(statement.server_name.to_string(), client_asked);
+            .push_parse(Arc::clone(&statement.server_name), client_asked);
     }
 
     /// Sorts every whole message the server sent into forwarded and swallowed.
@@ -591,14 +613,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_word_skips_space_and_comments() {
-        assert!(word_is(
-            &first_word(b"  -- hi\n /* x */ LISTEN foo"),
-            "listen"
-        ));
-        assert!(word_is(&first_word(b"Set search_path = a"), "set"));
-        assert!(!word_is(&first_word(b"settle"), "set"));
-        assert!(word_is(&first_word(b""), ""));
+    fn keyword_skips_space_comments_and_parentheses() {
+        assert_eq!(
+            Keyword::of(b"  -- hi\n /* x */ LISTEN foo"),
+            Keyword::Listen
+        );
+        assert_eq!(Keyword::of(b"Set search_path = a"), Keyword::Set);
+        assert_eq!(Keyword::of(b"(reset all)"), Keyword::Reset);
+        assert_eq!(Keyword::of(b"DISCARD ALL"), Keyword::Discard);
+        assert_eq!(Keyword::of(b"deallocate s1"), Keyword::Deallocate);
+        assert_eq!(Keyword::of(b"deallocatex s1"), Keyword::Other);
+        assert_eq!(Keyword::of(b"settle"), Keyword::Other);
+        assert_eq!(Keyword::of(b"SELECT 1"), Keyword::Other);
+        assert_eq!(Keyword::of(b"/* unterminated set"), Keyword::Other);
+        assert_eq!(Keyword::of(b"-- only a comment"), Keyword::Other);
+        assert_eq!(Keyword::of(b""), Keyword::Other);
+        assert!(Keyword::of(b"set x = 1").changes_session());
+        assert!(!Keyword::of(b"listen x").changes_session());
     }
 
     #[test]

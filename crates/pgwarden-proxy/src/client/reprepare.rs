@@ -59,10 +59,17 @@ pub(crate) struct BatchLog {
     unusable: bool,
     /// The batch was replayed once already.
     retried: bool,
+    /// Frames are being kept: since the batch's first message naming a prepared statement.
+    /// Until one does (the unnamed statements of `-M extended`), nothing can fail stale and
+    /// nothing is copied.
+    keeping: bool,
+    /// An Execute went by before keeping began: no kept message can be retried.
+    executed_unkept: bool,
 }
 
 impl BatchLog {
     /// Records one client frame about to be routed; returns its sequence number.
+    #[inline]
     pub(crate) fn record(&mut self, tag: u8, frame: &[u8]) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -72,6 +79,8 @@ impl BatchLog {
             self.complete = false;
             self.unusable = false;
             self.retried = false;
+            self.keeping = false;
+            self.executed_unkept = false;
         }
         let replayable = matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S');
         if !replayable || self.frames.len() + frame.len() > KEEP_LIMIT {
@@ -79,8 +88,16 @@ impl BatchLog {
             self.frames.clear();
         }
         if !self.unusable {
-            crate::buffers::ensure(&mut self.frames);
-            self.frames.extend_from_slice(frame);
+            if !self.keeping && names_statement(tag, frame) {
+                self.keeping = true;
+                self.first_seq = seq;
+            }
+            if self.keeping {
+                crate::buffers::ensure(&mut self.frames);
+                self.frames.extend_from_slice(frame);
+            } else if tag == b'E' {
+                self.executed_unkept = true;
+            }
         }
         // A simple Query ends its own batch, like a Sync.
         self.complete = matches!(tag, b'S' | b'Q');
@@ -114,7 +131,13 @@ impl BatchLog {
     /// can be replayed from there: complete, kept whole, not retried, and no Execute before
     /// `seq`.
     fn tail_from(&self, seq: u64) -> Option<BytesMut> {
-        if !self.complete || self.unusable || self.retried || seq < self.first_seq {
+        if !self.complete
+            || self.unusable
+            || self.retried
+            || self.executed_unkept
+            || !self.keeping
+            || seq < self.first_seq
+        {
             return None;
         }
         let mut at = 0;
@@ -289,10 +312,20 @@ impl Session {
                 self.plan.describe_repeats_parameters();
             }
             let server = self.server.as_deref_mut().expect("server held");
-            server.tracker.frontend_bytes(&self.to_server[before..]);
+            server.tracker.frontend_written(&self.to_server[before..]);
             server.tracker.forgive_owed(self.plan.take_ignored_syncs());
         }
         Ok(())
+    }
+}
+
+/// Whether a client frame names a prepared statement: a Parse, Bind or Describe of one.
+fn names_statement(tag: u8, frame: &[u8]) -> bool {
+    let body = frame.get(5..).unwrap_or_default();
+    match tag {
+        b'P' => body.first().is_some_and(|b| *b != 0),
+        b'B' | b'D' => statement_named(tag, body).is_some(),
+        _ => false,
     }
 }
 
@@ -353,6 +386,47 @@ mod tests {
         log.record(b'S', &sync);
         assert!(log.tail_from(b1).is_some());
         assert_eq!(log.tail_from(b2), None);
+    }
+
+    #[test]
+    fn unnamed_statements_are_not_kept() {
+        let mut log = BatchLog::default();
+        let parse = frame(b'P', b"\0select 1\0\0\0");
+        let bind = frame(b'B', b"\0\0\0\0\0\0\0\0");
+        let exec = frame(b'E', b"\0\0\0\0\0");
+        let sync = frame(b'S', b"");
+        let p = log.record(b'P', &parse);
+        log.record(b'B', &bind);
+        log.record(b'E', &exec);
+        log.record(b'S', &sync);
+        assert!(log.frames.is_empty(), "nothing copied");
+        assert_eq!(log.tail_from(p), None);
+
+        // Kept from the first message naming a statement; the unnamed ones before are not.
+        let named_bind = frame(b'B', b"\0s1\0\0\0\0\0\0\0");
+        log.record(b'P', &parse);
+        let b = log.record(b'B', &named_bind);
+        log.record(b'E', &exec);
+        log.record(b'S', &sync);
+        assert_eq!(
+            &log.tail_from(b).unwrap()[..],
+            [named_bind.clone(), exec.clone(), sync.clone()].concat()
+        );
+
+        // An Execute before keeping began rules out a retry of anything kept after it.
+        log.record(b'B', &bind);
+        log.record(b'E', &exec);
+        let b = log.record(b'B', &named_bind);
+        log.record(b'E', &exec);
+        log.record(b'S', &sync);
+        assert_eq!(log.tail_from(b), None);
+
+        // A named Parse starts keeping, so a Bind after it knows the statement was parsed.
+        let named_parse = frame(b'P', b"s1\0select 1\0\0\0");
+        log.record(b'P', &named_parse);
+        let b = log.record(b'B', &named_bind);
+        log.record(b'S', &sync);
+        assert!(log.parsed_before(b, b"s1"));
     }
 
     #[test]
