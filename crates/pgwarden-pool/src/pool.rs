@@ -398,7 +398,6 @@ impl<C: Connector> Shared<C> {
         timeout: Duration,
     ) -> Result<Pooled<C>, PoolError> {
         let started = Instant::now();
-        let deadline = started + timeout;
         // After a connection failed its check, the caller waits again at the front of the
         // queue: it keeps the place it had.
         let mut retry = false;
@@ -434,6 +433,7 @@ impl<C: Connector> Shared<C> {
                                 });
                             }
                         }
+                        let deadline = started + timeout;
                         let (tx, rx) = oneshot::channel();
                         let waiter = crate::state::Waiter {
                             tx,
@@ -492,10 +492,11 @@ impl<C: Connector> Shared<C> {
                     (slot, Instant::now())
                 }
             };
-            if let Some(guard) = self.vet(slot, started, now, deadline).await {
-                return Ok(guard);
+            if let Some(slot) = self.vet(slot, now, started + timeout).await {
+                // The guard takes this call's handle on the pool: no reference count traffic.
+                return Ok(self.into_guard(slot, started, now));
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= started + timeout {
                 return Err(self.timed_out(started.elapsed()));
             }
             retry = true;
@@ -520,10 +521,9 @@ impl<C: Connector> Shared<C> {
     async fn vet(
         self: &Arc<Self>,
         slot: Slot<C::Connection>,
-        started: Instant,
         now: Instant,
         deadline: Instant,
-    ) -> Option<Pooled<C>> {
+    ) -> Option<Slot<C::Connection>> {
         if slot.meta.expires_at.is_some_and(|at| now >= at) {
             self.discard(slot, "lifetime", true);
             return None;
@@ -537,7 +537,7 @@ impl<C: Connector> Shared<C> {
             return None;
         }
         if now.saturating_duration_since(slot.meta.last_checked) <= self.config.check_after_idle {
-            return Some(self.checkout(slot, started, now));
+            return Some(slot);
         }
         let limit = deadline.saturating_duration_since(now).max(MIN_PING);
         let mut vetting = Vetting {
@@ -550,7 +550,7 @@ impl<C: Connector> Shared<C> {
         match outcome {
             Ok(Ok(())) => {
                 slot.meta.last_checked = Instant::now();
-                Some(self.checkout(slot, started, now))
+                Some(slot)
             }
             Ok(Err(e)) => {
                 let kind = self.connector.error_kind(&e);
@@ -588,6 +588,16 @@ impl<C: Connector> Shared<C> {
     /// Turns a slot already counted in `in_use` into a guard.
     pub(crate) fn checkout(
         self: &Arc<Self>,
+        slot: Slot<C::Connection>,
+        started: Instant,
+        now: Instant,
+    ) -> Pooled<C> {
+        Arc::clone(self).into_guard(slot, started, now)
+    }
+
+    /// [`Shared::checkout`] with a handle on the pool the guard keeps.
+    fn into_guard(
+        self: Arc<Self>,
         mut slot: Slot<C::Connection>,
         started: Instant,
         now: Instant,
@@ -603,7 +613,7 @@ impl<C: Connector> Shared<C> {
             now.saturating_duration_since(started)
         };
         self.counters.wait.record(waited);
-        Pooled::new(Arc::clone(self), slot, now)
+        Pooled::new(self, slot, now)
     }
 
     /// Puts a healthy connection back: to the oldest waiter, else idle. Closes it instead if

@@ -219,9 +219,13 @@ impl Session {
             at += len;
             let server = self.server.as_deref_mut().expect("ensured above");
             server.tracker.frontend_written(&self.to_server[before..]);
-            server.tracker.forgive_owed(self.plan.take_ignored_syncs());
             self.plan.drain_synthetic(&mut self.to_client);
         };
+        // Once per batch: forgiving is a subtraction that stops at zero, so the order against
+        // the messages counted above does not matter.
+        if let Some(server) = self.server.as_deref_mut() {
+            server.tracker.forgive_owed(self.plan.take_ignored_syncs());
+        }
         buf.advance(at);
         self.buf_client = buf;
         result
@@ -579,7 +583,6 @@ impl Session {
                 run = at + len;
             }
             server.tracker.backend_message(&server.rbuf[at..at + len]);
-            server.tracker.forgive_owed(self.plan.take_ignored_syncs());
             at += len;
             if tag == b'Z' {
                 // One request done: the next one in flight gets its own query_timeout.
@@ -588,6 +591,8 @@ impl Session {
             }
         }
         let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
+        // Syncs found ignored (COPY FROM STDIN) are forgiven once, as after client messages.
+        server.tracker.forgive_owed(self.plan.take_ignored_syncs());
         if run == 0 && at > 0 && at == server.rbuf.len() && self.to_client.is_empty() {
             std::mem::swap(&mut self.to_client, &mut server.rbuf);
         } else {
