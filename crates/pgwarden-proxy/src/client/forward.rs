@@ -191,7 +191,13 @@ impl Session {
                 at += len;
                 continue;
             }
-            match self.ensure_server().await {
+            // Checked here first: the rest of a batch finds the server connection held, and
+            // the call's future is then not even built.
+            let held = match self.server {
+                Some(_) => Ok(true),
+                None => self.ensure_server().await,
+            };
+            match held {
                 Ok(true) => {}
                 Ok(false) => {
                     // A CancelRequest arrived while the request waited for a server
