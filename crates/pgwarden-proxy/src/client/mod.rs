@@ -579,7 +579,6 @@ impl Session {
                     None => continue,
                 }
             }
-            buffers::ensure_all([&mut self.to_server, &mut self.to_client]);
             self.event_loop(client, &signals).await?;
         }
     }
@@ -801,6 +800,10 @@ impl Session {
             self.cancel.set_target(None);
             return Ok(false);
         }
+        // The buffers towards both peers are taken only now: a client queued for a server
+        // connection holds just the one its request is in (with hundreds queued, the spares
+        // would otherwise run out and be allocated and freed over and over).
+        buffers::ensure_all([&mut self.to_server, &mut self.to_client]);
         let owner = (self.id, self.params_version);
         if server.params_owner != Some(owner) {
             if let Some(sql) = self.params.sync_sql(&server.params) {
