@@ -227,8 +227,9 @@ impl Session {
             server.tracker.frontend_written(&self.to_server[before..]);
             self.plan.drain_synthetic(&mut self.to_client);
         };
-        // Once per batch: forgiving is a subtraction that stops at zero, so the order against
-        // the messages counted above does not matter.
+        // Once per batch, after every message of it was counted above: each Sync forgiven
+        // here was counted there, so the owed count ends as if each were forgiven right
+        // after its own message.
         if let Some(server) = self.server.as_deref_mut() {
             server.tracker.forgive_owed(self.plan.take_ignored_syncs());
         }
