@@ -75,6 +75,16 @@ impl<C: Connector> Drop for WaitTicket<C> {
     }
 }
 
+/// What [`Shared::vet`] decided about a connection about to be handed out.
+enum Vet<T> {
+    /// Fit to use as it is.
+    Ready(Slot<T>),
+    /// Closed (expired or broken); the caller looks again.
+    Closed,
+    /// Idle for long: ping it first.
+    Ping(Slot<T>),
+}
+
 /// A pool of connections made by `C`. Cheap to clone; all clones are the same pool. The
 /// maintenance task stops when the pool is closed or the last handle is dropped.
 pub struct Pool<C: Connector> {
@@ -169,9 +179,9 @@ impl<C: Connector> Pool<C> {
         &self,
         timeout: Duration,
     ) -> impl std::future::Future<Output = Result<Pooled<C>, PoolError>> + Send + 'static {
-        let location = Location::caller();
-        let shared = Arc::clone(&self.shared);
-        async move { shared.acquire(location, timeout).await }
+        // The acquire's own future, not one wrapping it: one state machine less for every
+        // poll of a waiting caller to walk through.
+        Arc::clone(&self.shared).acquire(Location::caller(), timeout)
     }
 
     /// An idle connection if one is ready now (no waiting, no ping).
@@ -492,7 +502,14 @@ impl<C: Connector> Shared<C> {
                     (slot, Instant::now())
                 }
             };
-            if let Some(slot) = self.vet(slot, now, started + timeout).await {
+            let vetted = match self.vet(slot, now) {
+                Vet::Ready(slot) => Some(slot),
+                Vet::Closed => None,
+                // Rare (a connection idle past `check_after_idle`): boxed, so the ping's
+                // state is not part of every acquire's future.
+                Vet::Ping(slot) => Box::pin(self.ping_vet(slot, now, started + timeout)).await,
+            };
+            if let Some(slot) = vetted {
                 // The guard takes this call's handle on the pool: no reference count traffic.
                 return Ok(self.into_guard(slot, started, now));
             }
@@ -514,19 +531,12 @@ impl<C: Connector> Shared<C> {
         }
     }
 
-    /// Checks a connection about to be handed out: expired, broken, or idle long enough to
-    /// deserve a ping (bounded by the caller's deadline, with at least [`MIN_PING`]). `None`
-    /// when it was closed instead (the caller looks again). If the caller is cancelled during
-    /// the ping, the connection is closed and its place freed.
-    async fn vet(
-        self: &Arc<Self>,
-        slot: Slot<C::Connection>,
-        now: Instant,
-        deadline: Instant,
-    ) -> Option<Slot<C::Connection>> {
+    /// Checks a connection about to be handed out: expired or broken (closed), or idle long
+    /// enough to deserve a ping (see [`Shared::ping_vet`]).
+    fn vet(self: &Arc<Self>, slot: Slot<C::Connection>, now: Instant) -> Vet<C::Connection> {
         if slot.meta.expires_at.is_some_and(|at| now >= at) {
             self.discard(slot, "lifetime", true);
-            return None;
+            return Vet::Closed;
         }
         if self.connector.is_broken(&slot.conn)
             || self
@@ -534,11 +544,23 @@ impl<C: Connector> Shared<C> {
                 .went_bad_while_idle(&slot.conn, &slot.meta, now)
         {
             self.discard(slot, "broken", false);
-            return None;
+            return Vet::Closed;
         }
         if now.saturating_duration_since(slot.meta.last_checked) <= self.config.check_after_idle {
-            return Some(slot);
+            return Vet::Ready(slot);
         }
+        Vet::Ping(slot)
+    }
+
+    /// Pings a connection idle for long, bounded by the caller's deadline (with at least
+    /// [`MIN_PING`]). `None` when it was closed instead (the caller looks again). If the
+    /// caller is cancelled during the ping, the connection is closed and its place freed.
+    async fn ping_vet(
+        self: &Arc<Self>,
+        slot: Slot<C::Connection>,
+        now: Instant,
+        deadline: Instant,
+    ) -> Option<Slot<C::Connection>> {
         let limit = deadline.saturating_duration_since(now).max(MIN_PING);
         let mut vetting = Vetting {
             shared: self,

@@ -160,3 +160,28 @@ impl PoolSet {
         self.all().iter().map(|p| p.pool.stats()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_waiting_acquire_is_a_small_future() {
+        // Every client waiting for a server connection keeps this future in its task (a
+        // thousand of them at a thousand clients): the rare checkout ping is boxed apart, not
+        // laid out in it (it was 1,104 bytes with it in a release build).
+        let pools = PoolSet::default();
+        let pool = pools
+            .get_or_create(
+                &ProxyConfig::new("127.0.0.1", 1),
+                &Userlist::default(),
+                None,
+                "db",
+                "user",
+            )
+            .unwrap();
+        let acquire = pool.pool.get();
+        let size = std::mem::size_of_val(&acquire);
+        assert!(size <= 512, "the acquire future takes {size} bytes");
+    }
+}

@@ -337,16 +337,19 @@ async fn acquire(shared: &Shared, pool: &ProxyPool) -> Result<Pooled<ServerConne
     pool.pool
         .get_timeout(shared.config.query_wait_timeout)
         .await
-        .map_err(|e| match e {
-            PoolError::Timeout { .. } => {
-                fatal("53300", format!("pgwarden: query_wait_timeout: {e}"))
-            }
-            PoolError::Unavailable { .. } => fatal("08006", format!("pgwarden: {e}")),
-            PoolError::Closed { .. } => fatal("57P01", "pgwarden is shutting down"),
-            PoolError::ConnectFailed { ref error, .. } => {
-                connect_failed(error.downcast_ref::<ServerError>(), &e)
-            }
-        })
+        .map_err(acquire_failed)
+}
+
+/// What a client is told when no server connection could be had for it.
+fn acquire_failed(e: PoolError) -> SessionEnd {
+    match e {
+        PoolError::Timeout { .. } => fatal("53300", format!("pgwarden: query_wait_timeout: {e}")),
+        PoolError::Unavailable { .. } => fatal("08006", format!("pgwarden: {e}")),
+        PoolError::Closed { .. } => fatal("57P01", "pgwarden is shutting down"),
+        PoolError::ConnectFailed { ref error, .. } => {
+            connect_failed(error.downcast_ref::<ServerError>(), &e)
+        }
+    }
 }
 
 /// What a client waiting for a server connection is told when opening one failed in a way
@@ -697,7 +700,9 @@ impl Session {
                 Event::QueryTimeout => {
                     self.query_deadline = None;
                     self.query_cancelled = true;
-                    self.cancel_running_query().await;
+                    // Boxed: rare, and its state (a connect, a timer) would otherwise be
+                    // part of every session's task.
+                    Box::pin(self.cancel_running_query()).await;
                 }
                 Event::Shutdown if self.server.is_some() => {
                     return Err(fatal("57P01", SESSION_SHUTDOWN))
@@ -769,17 +774,22 @@ impl Session {
         if self.server.is_some() {
             return Ok(true);
         }
-        let mut acquiring = std::pin::pin!(acquire(&self.shared, &self.pool));
+        // The pool's acquire future itself (no wrapper to map its error): every poll of a
+        // waiting client walks one state machine less.
+        let mut acquiring = std::pin::pin!(self
+            .pool
+            .pool
+            .get_timeout(self.shared.config.query_wait_timeout));
         // Usually a connection is free at once; only a real wait is made cancellable (no
         // lock taken for it otherwise).
         let first = std::future::poll_fn(|cx| Poll::Ready(acquiring.as_mut().poll(cx))).await;
         let (mut server, wait) = match first {
-            Poll::Ready(acquired) => (acquired?, None),
+            Poll::Ready(acquired) => (acquired.map_err(acquire_failed)?, None),
             Poll::Pending => {
                 let wait = self.cancel.waiting_for_server();
                 let server = tokio::select! {
                     biased;
-                    acquired = &mut acquiring => acquired?,
+                    acquired = &mut acquiring => acquired.map_err(acquire_failed)?,
                     _ = wait.cancelled() => return Ok(false),
                 };
                 // Still counted as waiting until the cancel target points at the server: a
@@ -791,7 +801,8 @@ impl Session {
             // A cancel meant for the connection's previous transaction is not over yet: it
             // must not land on this one.
             if target.busy() {
-                target.wait_idle().await;
+                // Boxed: rare, and its timer would otherwise be part of every session's task.
+                Box::pin(target.wait_idle()).await;
             }
             self.cancel.set_target(Some(Arc::clone(target)));
         }
