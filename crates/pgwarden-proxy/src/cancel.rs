@@ -140,10 +140,33 @@ impl CancelSlot {
     }
 
     /// Marks the client as waiting for a server connection until the returned guard is
-    /// dropped: a cancel arriving meanwhile ends the wait (see [`WaitForServer::cancelled`]).
+    /// finished or dropped: a cancel arriving meanwhile ends the wait (see
+    /// [`WaitForServer::cancelled`]). The wait's state is kept for the next wait of an active
+    /// session (no allocation per wait) and freed by [`CancelSlot::forget_wait`].
     pub(crate) fn waiting_for_server(&self) -> WaitForServer<'_> {
-        self.state.lock().wait = Some(Box::default());
-        WaitForServer { state: &self.state }
+        let mut state = self.state.lock();
+        match state.wait.as_mut() {
+            Some(wait) => {
+                wait.active = true;
+                wait.cancelled = false;
+            }
+            None => {
+                state.wait = Some(Box::new(WaitState {
+                    active: true,
+                    ..WaitState::default()
+                }))
+            }
+        }
+        WaitForServer {
+            state: &self.state,
+            finished: false,
+        }
+    }
+
+    /// Frees what the last wait kept (its state and the waker of the session's task): called
+    /// when the session parks, so a parked client holds neither.
+    pub(crate) fn forget_wait(&self) {
+        self.state.lock().wait = None;
     }
 }
 
@@ -157,19 +180,31 @@ impl Drop for CancelSlot {
 #[derive(Debug)]
 pub(crate) struct WaitForServer<'a> {
     state: &'a SharedState,
+    /// Ended by [`WaitForServer::finish`]: nothing left for the drop to do.
+    finished: bool,
 }
 
 impl WaitForServer<'_> {
-    /// Whether a cancel arrived during the wait so far.
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.state.lock().wait.as_ref().is_some_and(|w| w.cancelled)
+    /// Ends the wait now that a server connection was got, in one step under the slot's
+    /// lock: cancels point at `target` from now on, unless one arrived during the wait (then
+    /// they point at nothing and `true` is returned: the connection goes back unused). No
+    /// cancel can fall between the end of the wait and the target being set.
+    pub(crate) fn finish(mut self, target: Option<Arc<CancelTarget>>) -> bool {
+        self.finished = true;
+        let mut state = self.state.lock();
+        let cancelled = state.wait.as_mut().is_some_and(|w| {
+            w.active = false;
+            std::mem::take(&mut w.cancelled)
+        });
+        state.target = if cancelled { None } else { target };
+        cancelled
     }
 
     /// Completes when a CancelRequest for this client arrives during the wait.
     pub(crate) async fn cancelled(&self) {
         std::future::poll_fn(|cx| {
             let mut state = self.state.lock();
-            let Some(wait) = state.wait.as_mut() else {
+            let Some(wait) = state.wait.as_mut().filter(|w| w.active) else {
                 return Poll::Pending;
             };
             if wait.cancelled {
@@ -187,7 +222,13 @@ impl WaitForServer<'_> {
 
 impl Drop for WaitForServer<'_> {
     fn drop(&mut self) {
-        self.state.lock().wait = None;
+        if self.finished {
+            return;
+        }
+        if let Some(wait) = self.state.lock().wait.as_mut() {
+            wait.active = false;
+            wait.cancelled = false;
+        }
     }
 }
 
@@ -197,15 +238,20 @@ impl Drop for WaitForServer<'_> {
 struct SlotState {
     /// The server connection serving the client right now.
     target: Option<Arc<CancelTarget>>,
-    /// Set while the client waits for a server connection: its request has reached no server.
+    /// The state of the client's waits for a server connection: made at its first wait, kept
+    /// while the session is active, freed when it parks. Only an `active` one means the
+    /// client's request has reached no server.
     wait: Option<Box<WaitState>>,
 }
 
 /// A wait for a server connection, as its cancels see it.
 #[derive(Debug, Default)]
 struct WaitState {
+    /// The client is waiting right now.
+    active: bool,
     /// A cancel arrived during the wait.
     cancelled: bool,
+    /// The waiting task (kept between waits: the same task waits next time).
     waker: Option<Waker>,
 }
 
@@ -250,7 +296,7 @@ impl CancelRegistry {
                 // connection attempt, but a mismatch must never reveal which part was wrong.
                 Some((key, state)) if request.secret_key.as_ref() == key.as_slice() => {
                     let mut state = state.lock();
-                    if let Some(wait) = state.wait.as_mut() {
+                    if let Some(wait) = state.wait.as_mut().filter(|w| w.active) {
                         // Until the session has its server connection and points its
                         // target at it, its request has reached no server.
                         wait.cancelled = true;
@@ -274,6 +320,59 @@ impl CancelRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(slot: &CancelSlot) -> CancelRequest {
+        CancelRequest {
+            process_id: slot.process_id,
+            secret_key: Bytes::copy_from_slice(&slot.secret_key),
+        }
+    }
+
+    fn target() -> Arc<CancelTarget> {
+        Arc::new(CancelTarget::new(
+            "127.0.0.1:1".parse().unwrap(),
+            42,
+            Bytes::from_static(b"key!"),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_wait_kept_for_reuse_is_cancelled_only_while_the_client_waits() {
+        let registry = Arc::new(CancelRegistry::default());
+        let slot = registry.register();
+
+        // A cancel during a wait ends it; the connection got afterwards is not targeted.
+        let wait = slot.waiting_for_server();
+        assert!(registry.cancel(&request(&slot)).await);
+        wait.cancelled().await;
+        assert!(wait.finish(Some(target())), "the cancel must be reported");
+        assert!(slot.state.lock().target.is_none());
+
+        // Between waits the kept state is inactive: a cancel for an idle client does nothing
+        // and must not cancel the next wait in advance.
+        assert!(!registry.cancel(&request(&slot)).await);
+        let wait = slot.waiting_for_server();
+        let target = target();
+        assert!(!wait.finish(Some(Arc::clone(&target))));
+        {
+            let state = slot.state.lock();
+            assert!(state
+                .target
+                .as_ref()
+                .is_some_and(|t| Arc::ptr_eq(t, &target)));
+            assert!(state
+                .wait
+                .as_ref()
+                .is_some_and(|w| !w.active && !w.cancelled));
+        }
+
+        // A wait dropped unfinished (its acquire failed) leaves nothing active either.
+        drop(slot.waiting_for_server());
+        slot.set_target(None);
+        assert!(!registry.cancel(&request(&slot)).await);
+        slot.forget_wait();
+        assert!(slot.state.lock().wait.is_none());
+    }
 
     #[test]
     fn a_clients_slot_stays_two_words() {

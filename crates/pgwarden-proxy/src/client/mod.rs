@@ -455,6 +455,7 @@ impl Session {
     /// Keeps what outlives a transaction; call only when [`Session::idle`].
     fn into_idle(self: Box<Self>) -> IdleSession {
         let s = *self;
+        s.cancel.forget_wait();
         IdleSession {
             pool: s.pool,
             statements: s.statements,
@@ -804,12 +805,20 @@ impl Session {
                 // Boxed: rare, and its timer would otherwise be part of every session's task.
                 Box::pin(target.wait_idle()).await;
             }
-            self.cancel.set_target(Some(Arc::clone(target)));
         }
-        if wait.is_some_and(|w| w.is_cancelled()) {
-            // The connection goes back to the pool unused.
-            self.cancel.set_target(None);
-            return Ok(false);
+        let target = server.cancel.as_ref().map(Arc::clone);
+        match wait {
+            // A cancel during the wait: the connection goes back to the pool unused.
+            Some(wait) => {
+                if wait.finish(target) {
+                    return Ok(false);
+                }
+            }
+            None => {
+                if target.is_some() {
+                    self.cancel.set_target(target);
+                }
+            }
         }
         // The buffers towards both peers are taken only now: a client queued for a server
         // connection holds just the one its request is in (with hundreds queued, the spares
