@@ -144,8 +144,11 @@ fn main() -> anyhow::Result<()> {
     for workload in &plan.workloads {
         for &clients in &plan.clients {
             for round in 0..plan.rounds {
-                // A B C, A B C ...: drift on a noisy machine hits all targets alike.
-                for target in &targets {
+                // A B C, A C B, A B C ...: drift on a noisy machine hits all targets alike,
+                // the two poolers run back to back in every round (their per-round ratio is
+                // then little disturbed by drift), and each goes first in turn (neither always
+                // follows the direct round's thousand closing backends).
+                for target in round_order(&targets, round) {
                     n += 1;
                     let r = run::round(&pgbench, target, workload, clients, round, plan.seconds)?;
                     println!(
@@ -189,6 +192,17 @@ fn main() -> anyhow::Result<()> {
     report::append_to_docs(&markdown)?;
     println!("\n{markdown}");
     Ok(())
+}
+
+/// The targets in the order round `round` runs them: direct first, then the two poolers,
+/// PgBouncer first in even rounds and pgwarden first in odd ones.
+fn round_order<T>(targets: &[T; 3], round: u32) -> [&T; 3] {
+    let [direct, first, second] = targets;
+    if round.is_multiple_of(2) {
+        [direct, first, second]
+    } else {
+        [direct, second, first]
+    }
 }
 
 /// Restarts both poolers (see [`report::Memory::before_clients_kb`]), opens the idle clients
@@ -238,4 +252,24 @@ fn idle_memory(
         });
     }
     Ok(memory)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_pooler_goes_first_in_turn_after_direct() {
+        let targets = ["direct", "pgbouncer", "pgwarden"];
+        assert_eq!(
+            super::round_order(&targets, 0),
+            [&"direct", &"pgbouncer", &"pgwarden"]
+        );
+        assert_eq!(
+            super::round_order(&targets, 1),
+            [&"direct", &"pgwarden", &"pgbouncer"]
+        );
+        assert_eq!(
+            super::round_order(&targets, 2),
+            super::round_order(&targets, 0)
+        );
+    }
 }

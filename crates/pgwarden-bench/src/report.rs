@@ -248,6 +248,7 @@ pub(crate) fn markdown(
             );
         }
     }
+    md.push_str(&per_round_markdown(plan, rounds));
     if !failures.is_empty() {
         let _ = writeln!(md, "\nFailed runs (no TPS recorded):\n");
         for f in failures {
@@ -259,6 +260,98 @@ pub(crate) fn markdown(
     }
     let _ = writeln!(md, "\nMemory (RSS):\n");
     md.push_str(&memory_markdown(memory));
+    md
+}
+
+/// pgwarden's figure over PgBouncer's, round by round (the two ran back to back in each
+/// round), in round order; `None` where either has no figure.
+fn paired(
+    rounds: &[Round],
+    workload: &str,
+    clients: u32,
+    figure: impl Fn(&Round) -> Option<f64>,
+) -> Vec<Option<f64>> {
+    let of = |target: &str, round: u32| {
+        rounds
+            .iter()
+            .find(|r| {
+                r.target == target
+                    && r.workload == workload
+                    && r.clients == clients
+                    && r.round == round
+            })
+            .filter(|r| r.error.is_none())
+            .and_then(&figure)
+    };
+    let last = rounds
+        .iter()
+        .filter(|r| r.workload == workload && r.clients == clients)
+        .map(|r| r.round)
+        .max();
+    (0..last.map_or(0, |l| l + 1))
+        .map(
+            |round| match (of("pgwarden", round), of("pgbouncer", round)) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+/// Round-by-round ratios as text: `0.97 1.04 1.02 (2 of 3 ≥ 1)`; `higher_is_better` says
+/// whether a ratio above 1 is pgwarden's win (TPS) or loss (latency, CPU).
+fn paired_text(ratios: &[Option<f64>], higher_is_better: bool) -> String {
+    let known: Vec<f64> = ratios.iter().flatten().copied().collect();
+    if known.is_empty() {
+        return "–".into();
+    }
+    let values: Vec<String> = ratios
+        .iter()
+        .map(|r| r.map_or("–".to_string(), |r| format!("{r:.2}")))
+        .collect();
+    let wins = known
+        .iter()
+        .filter(|r| {
+            if higher_is_better {
+                **r >= 1.0
+            } else {
+                **r <= 1.0
+            }
+        })
+        .count();
+    let sign = if higher_is_better { "≥" } else { "≤" };
+    format!("{} ({wins} of {} {sign} 1)", values.join(" "), known.len())
+}
+
+/// The per-round table: pgwarden over PgBouncer in each round, where drift between rounds
+/// cancels out.
+fn per_round_markdown(plan: &Plan, rounds: &[Round]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "\npgwarden over PgBouncer round by round (the two ran back to back in each round, \
+         each going first in turn):\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | clients | TPS | p99 | CPU per transaction |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for w in &plan.workloads {
+        for &c in &plan.clients {
+            let tps = paired(rounds, &w.name, c, |r| r.tps);
+            let p99 = paired(rounds, &w.name, c, |r| r.latency_p99_ms);
+            let cpu = paired(rounds, &w.name, c, Round::cpu_ms_per_1k);
+            let _ = writeln!(
+                md,
+                "| {} | {c} | {} | {} | {} |",
+                w.name,
+                paired_text(&tps, true),
+                paired_text(&p99, false),
+                paired_text(&cpu, false),
+            );
+        }
+    }
     md
 }
 
@@ -306,4 +399,49 @@ pub(crate) fn append_to_docs(markdown: &str) -> anyhow::Result<()> {
         .open("docs/BENCHMARKS.md")?;
     f.write_all(markdown.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(target: &'static str, round: u32, tps: Option<f64>, cpu: f64) -> Round {
+        Round {
+            target,
+            workload: "w".into(),
+            clients: 10,
+            round,
+            tps,
+            latency_avg_ms: Some(1.0),
+            latency_p99_ms: Some(2.0),
+            transactions: 1_000,
+            cpu_seconds: cpu,
+            rss_kb: 0,
+            error: tps.is_none().then(|| "failed".to_string()),
+        }
+    }
+
+    #[test]
+    fn ratios_pair_the_poolers_round_by_round() {
+        let rounds = vec![
+            round("direct", 0, Some(500.0), 0.0),
+            round("pgbouncer", 0, Some(100.0), 0.020),
+            round("pgwarden", 0, Some(110.0), 0.018),
+            round("direct", 1, Some(500.0), 0.0),
+            round("pgwarden", 1, Some(45.0), 0.030),
+            round("pgbouncer", 1, Some(50.0), 0.020),
+            round("direct", 2, Some(500.0), 0.0),
+            round("pgbouncer", 2, None, 0.0),
+            round("pgwarden", 2, Some(80.0), 0.020),
+        ];
+        let tps = paired(&rounds, "w", 10, |r| r.tps);
+        assert_eq!(tps, vec![Some(1.1), Some(0.9), None]);
+        assert_eq!(paired_text(&tps, true), "1.10 0.90 – (1 of 2 ≥ 1)");
+        let cpu = paired(&rounds, "w", 10, Round::cpu_ms_per_1k);
+        assert_eq!(paired_text(&cpu, false), "0.90 1.50 – (1 of 2 ≤ 1)");
+        assert_eq!(
+            paired_text(&paired(&rounds, "other", 10, |r| r.tps), true),
+            "–"
+        );
+    }
 }
