@@ -47,11 +47,12 @@ bench-pool:
 deps-bench:
 	@scripts/install-deps.sh bench
 
-## bench: pgbench through PgBouncer, pgwarden and directly, alternating rounds (about 40 min);
+## bench: pgbench through PgBouncer, pgwarden and directly, alternating rounds (about 40 min
+## with the default 3 rounds; BENCH_ARGS='--rounds 5' for more, about 13 min per round);
 ## appends a summary to docs/BENCHMARKS.md and raw rows to bench/results/
 bench: deps-bench
 	$(CARGO) build --quiet --release -p pgwarden -p pgwarden-bench --bin pgwarden --bin pgwarden-bench
-	@ulimit -n 65536 2>/dev/null || true; "$(TARGET_DIR)/release/pgwarden-bench" --pgwarden "$(TARGET_DIR)/release/pgwarden"
+	@ulimit -n 65536 2>/dev/null || true; "$(TARGET_DIR)/release/pgwarden-bench" --pgwarden "$(TARGET_DIR)/release/pgwarden" $(BENCH_ARGS)
 
 ## bench-quick: the same, shortened to about two minutes
 bench-quick: deps-bench

@@ -3,9 +3,10 @@
 //! seconds and memory. Writes raw rows to `bench/results/<time>.csv` and a markdown summary
 //! appended to `docs/BENCHMARKS.md`.
 //!
-//! Usage: `pgwarden-bench [--quick] [--memory-only] [--pgwarden PATH]` (run from the
-//! repository root). `--memory-only` skips the pgbench rounds and prints the idle-client
-//! memory table.
+//! Usage: `pgwarden-bench [--quick] [--rounds N] [--memory-only] [--pgwarden PATH]` (run
+//! from the repository root). `--rounds` sets the rounds per target and cell (3 by default, 1
+//! for `--quick`); `--memory-only` skips the pgbench rounds and prints the idle-client memory
+//! table.
 
 mod chart;
 mod pooler;
@@ -96,6 +97,12 @@ fn main() -> anyhow::Result<()> {
     } else {
         Plan::full()
     };
+    if let Some(rounds) = args.windows(2).find(|w| w[0] == "--rounds") {
+        plan.rounds =
+            rounds[1].parse().ok().filter(|n| *n > 0).with_context(|| {
+                format!("--rounds wants a positive number, not {:?}", rounds[1])
+            })?;
+    }
     // Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
     let memory_only = args.iter().any(|a| a == "--memory-only");
     if memory_only {

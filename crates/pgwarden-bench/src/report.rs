@@ -73,7 +73,16 @@ impl Context {
                 "settings: transaction pooling, {} server connections per pooler, trust auth, pgbench -j 2, {} s per round, {} round(s) per target, targets alternating",
                 plan.cap, plan.seconds, plan.rounds
             ),
-            "command: make bench (cargo run --release -p pgwarden-bench)".to_string(),
+            format!(
+                "command: make bench{} (cargo run --release -p pgwarden-bench)",
+                if plan.quick {
+                    "-quick".to_string()
+                } else if plan.rounds != 3 {
+                    format!(" BENCH_ARGS='--rounds {}'", plan.rounds)
+                } else {
+                    String::new()
+                }
+            ),
         ];
         Context { lines }
     }
