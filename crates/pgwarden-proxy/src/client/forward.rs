@@ -32,7 +32,7 @@ pub(crate) fn push_internal_query(out: &mut BytesMut, plan: &mut ResponsePlan, s
 }
 
 /// The NUL-terminated string at the start of `body`, and the rest after its NUL.
-fn split_cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(super) fn split_cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
     // Empty names (the unnamed statement and portal) are the common case; memchr's set-up
     // costs more than it saves on a handful of bytes, and pays off on query texts.
     let nul = match body.first() {

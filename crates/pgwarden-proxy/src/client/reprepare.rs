@@ -35,7 +35,7 @@ use bytes::BytesMut;
 use pgwarden_protocol::response::ErrorFields;
 use pgwarden_protocol::{Frame, Header, TransactionStatus};
 
-use super::forward::put_message;
+use super::forward::{put_message, split_cstr};
 use super::{Session, SessionEnd};
 use crate::responses::{Expect, Head};
 
@@ -331,20 +331,10 @@ fn names_statement(tag: u8, frame: &[u8]) -> bool {
 
 /// The statement a Bind or Describe-statement body names.
 fn statement_named(tag: u8, body: &[u8]) -> Option<&[u8]> {
-    let cstr = |b: &[u8]| -> Option<(usize, usize)> {
-        let nul = b.iter().position(|c| *c == 0)?;
-        Some((nul, nul + 1))
-    };
     let name = match tag {
-        b'B' => {
-            let (_, rest) = cstr(body)?;
-            let body = &body[rest..];
-            &body[..cstr(body)?.0]
-        }
-        b'D' if body.first() == Some(&b'S') => {
-            let body = &body[1..];
-            &body[..cstr(body)?.0]
-        }
+        // Bind: the portal, then the statement.
+        b'B' => split_cstr(split_cstr(body)?.1)?.0,
+        b'D' if body.first() == Some(&b'S') => split_cstr(&body[1..])?.0,
         _ => return None,
     };
     (!name.is_empty()).then_some(name)
