@@ -9,7 +9,7 @@ use pgwarden_pool::{Connector, ReleaseState};
 use pgwarden_resilience::ProberHandle;
 use tokio::net::TcpStream;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::{Config, NoTls, SimpleQueryMessage};
 
 use super::connection::PgConnection;
 use super::stream::ObservedStream;
@@ -171,8 +171,23 @@ impl PgConnector {
                 tracing::debug!(%error, "server connection ended with an error");
             }
         });
-        let pid = match client.query_one("SELECT pg_backend_pid()", &[]).await {
-            Ok(row) => row.get::<_, i32>(0),
+        // The simple protocol on purpose: `query_one` would prepare a named statement whose
+        // drop sends Close and Sync without waiting, so the connection would be handed out
+        // with a reply still owed (not idle, and a reset on release for nothing).
+        let pid = match client.simple_query("SELECT pg_backend_pid()").await {
+            Ok(messages) => match messages.iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<i32>().ok()),
+                _ => None,
+            }) {
+                Some(pid) => pid,
+                None => {
+                    driver.abort();
+                    return Err(ConnectError::Io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "SELECT pg_backend_pid() returned no process id",
+                    )));
+                }
+            },
             Err(e) => {
                 driver.abort();
                 return Err(ConnectError::Postgres(e));

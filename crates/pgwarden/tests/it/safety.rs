@@ -99,6 +99,14 @@ async fn a_task_cancelled_mid_query_leaves_no_busy_connection_behind() {
             .get::<_, i64>(0)
     };
     assert!(eventually(Duration::from_secs(5), || async { running().await == 1 }).await);
+    let busy_pid: i32 = admin
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'cancel-test#%' AND state = 'active'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     task.abort();
     let _ = task.await;
     // The next caller gets an idle connection well before pg_sleep(30) would have ended.
@@ -107,7 +115,33 @@ async fn a_task_cancelled_mid_query_leaves_no_busy_connection_behind() {
         .expect("served")
         .unwrap();
     assert!(conn.is_idle());
+    assert_eq!(
+        conn.backend_pid(),
+        busy_pid,
+        "the connection was cancelled, rolled back and reused, not replaced"
+    );
     assert_eq!(running().await, 0);
+}
+
+/// A freshly opened connection is handed out with nothing owed: the login's own queries have
+/// all been answered, so the caller (and the release check) sees it idle at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connection_is_handed_out_with_nothing_owed() {
+    let cluster = PgCluster::builder().start().unwrap();
+    let warden = warden(
+        &cluster,
+        "fresh-test",
+        &[("pool.max_size", "1"), ("pool.min_size", "0")],
+    );
+    let mut pids = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let mut conn = warden.connection().await.unwrap();
+        assert!(conn.is_idle(), "a new connection owes nothing");
+        pids.insert(conn.backend_pid());
+        // Discarded, so the next round opens a new connection.
+        conn.mark_broken();
+    }
+    assert_eq!(pids.len(), 20, "every round used a new connection");
 }
 
 /// A connection given back while its statement is about to finish (here a 50 ms sleep whose
