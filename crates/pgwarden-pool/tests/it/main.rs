@@ -10,3 +10,4 @@ mod cancellation;
 mod closing;
 mod events;
 mod failures;
+mod get_now;

@@ -775,27 +775,31 @@ impl Session {
         if self.server.is_some() {
             return Ok(true);
         }
-        // The pool's acquire future itself (no wrapper to map its error): every poll of a
-        // waiting client walks one state machine less.
-        let mut acquiring = std::pin::pin!(self
-            .pool
-            .pool
-            .get_timeout(self.shared.config.query_wait_timeout));
-        // Usually a connection is free at once; only a real wait is made cancellable (no
-        // lock taken for it otherwise).
-        let first = std::future::poll_fn(|cx| Poll::Ready(acquiring.as_mut().poll(cx))).await;
-        let (mut server, wait) = match first {
-            Poll::Ready(acquired) => (acquired.map_err(acquire_failed)?, None),
-            Poll::Pending => {
-                let wait = self.cancel.waiting_for_server();
-                let server = tokio::select! {
-                    biased;
-                    acquired = &mut acquiring => acquired.map_err(acquire_failed)?,
-                    _ = wait.cancelled() => return Ok(false),
-                };
-                // Still counted as waiting until the cancel target points at the server: a
-                // cancel arriving in between is not lost.
-                (server, Some(wait))
+        // Usually a connection is free at once: taken without building the acquire's
+        // future, and only a real wait is made cancellable (no lock taken for it otherwise).
+        let (mut server, wait) = match self.pool.pool.get_now() {
+            Some(server) => (server, None),
+            None => {
+                // The pool's acquire future itself (no wrapper to map its error): every poll
+                // of a waiting client walks one state machine less.
+                let mut acquiring = std::pin::pin!(self
+                    .pool
+                    .pool
+                    .get_timeout(self.shared.config.query_wait_timeout));
+                match std::future::poll_fn(|cx| Poll::Ready(acquiring.as_mut().poll(cx))).await {
+                    Poll::Ready(acquired) => (acquired.map_err(acquire_failed)?, None),
+                    Poll::Pending => {
+                        let wait = self.cancel.waiting_for_server();
+                        let server = tokio::select! {
+                            biased;
+                            acquired = &mut acquiring => acquired.map_err(acquire_failed)?,
+                            _ = wait.cancelled() => return Ok(false),
+                        };
+                        // Still counted as waiting until the cancel target points at the
+                        // server: a cancel arriving in between is not lost.
+                        (server, Some(wait))
+                    }
+                }
             }
         };
         if let Some(target) = &server.cancel {
