@@ -15,7 +15,7 @@ use crate::connector::Connector;
 use crate::error::PoolError;
 use crate::event::PoolEvent;
 use crate::guard::Pooled;
-use crate::state::{Checkout, ConnMeta, Slot, State};
+use crate::state::{ConnMeta, Slot, State};
 use crate::stats::{Counters, PoolStats, PoolStatus};
 
 /// What every handle, guard and background task of one pool shares.
@@ -205,14 +205,7 @@ impl<C: Connector> Pool<C> {
                 let now = Instant::now();
                 st.in_use += 1;
                 if shared.config.leak_threshold.is_some() {
-                    st.checkouts.insert(
-                        slot.meta.id,
-                        Checkout {
-                            acquired_at: now,
-                            location,
-                            reported: false,
-                        },
-                    );
+                    st.note_checkout(slot.meta.id, location, now);
                 }
                 (slot, now)
             };
@@ -466,14 +459,7 @@ impl<C: Connector> Shared<C> {
                     Some(slot) => {
                         st.in_use += 1;
                         if self.config.leak_threshold.is_some() {
-                            st.checkouts.insert(
-                                slot.meta.id,
-                                Checkout {
-                                    acquired_at: started,
-                                    location,
-                                    reported: false,
-                                },
-                            );
+                            st.note_checkout(slot.meta.id, location, started);
                         }
                         Ok((slot, started))
                     }
@@ -640,14 +626,7 @@ impl<C: Connector> Shared<C> {
 
     fn register_checkout(&self, id: u64, location: &'static Location<'static>, now: Instant) {
         if self.config.leak_threshold.is_some() {
-            self.state.lock().checkouts.insert(
-                id,
-                Checkout {
-                    acquired_at: now,
-                    location,
-                    reported: false,
-                },
-            );
+            self.state.lock().note_checkout(id, location, now);
         }
     }
 

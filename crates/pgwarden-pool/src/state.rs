@@ -131,6 +131,23 @@ impl<T> State<T> {
         }
     }
 
+    /// Registers a checkout for leak detection.
+    pub(crate) fn note_checkout(
+        &mut self,
+        id: u64,
+        location: &'static Location<'static>,
+        at: Instant,
+    ) {
+        self.checkouts.insert(
+            id,
+            Checkout {
+                acquired_at: at,
+                location,
+                reported: false,
+            },
+        );
+    }
+
     /// Drops waiters whose caller gave up.
     pub(crate) fn prune_waiters(&mut self) {
         self.waiters.retain(|w| !w.tx.is_closed());
@@ -169,14 +186,7 @@ impl<T> State<T> {
             match waiter.tx.send(Ok(slot)) {
                 Ok(()) => {
                     if track {
-                        self.checkouts.insert(
-                            id,
-                            Checkout {
-                                acquired_at: now,
-                                location: waiter.location,
-                                reported: false,
-                            },
-                        );
+                        self.note_checkout(id, waiter.location, now);
                     }
                     return None;
                 }
