@@ -220,24 +220,6 @@ impl<C: Connector> Pool<C> {
         }
     }
 
-    /// An idle connection if one is ready now (no waiting, no ping).
-    #[track_caller]
-    pub fn try_get(&self) -> Option<Pooled<C>> {
-        let location = Location::caller();
-        let slot = {
-            let mut st = self.shared.state.lock();
-            if st.closed {
-                return None;
-            }
-            let slot = st.idle.pop_back()?;
-            st.in_use += 1;
-            slot
-        };
-        let now = Instant::now();
-        self.shared.register_checkout(slot.meta.id, location, now);
-        Some(self.shared.checkout(slot, now, now))
-    }
-
     /// Counts right now.
     pub fn status(&self) -> PoolStatus {
         self.shared.status()
@@ -624,23 +606,8 @@ impl<C: Connector> Shared<C> {
         self.emit(PoolEvent::Error { message });
     }
 
-    fn register_checkout(&self, id: u64, location: &'static Location<'static>, now: Instant) {
-        if self.config.leak_threshold.is_some() {
-            self.state.lock().note_checkout(id, location, now);
-        }
-    }
-
-    /// Turns a slot already counted in `in_use` into a guard.
-    pub(crate) fn checkout(
-        self: &Arc<Self>,
-        slot: Slot<C::Connection>,
-        started: Instant,
-        now: Instant,
-    ) -> Pooled<C> {
-        Arc::clone(self).into_guard(slot, started, now)
-    }
-
-    /// [`Shared::checkout`] with a handle on the pool the guard keeps.
+    /// Turns a slot already counted in `in_use` into a guard that keeps this handle on the
+    /// pool.
     fn into_guard(
         self: Arc<Self>,
         mut slot: Slot<C::Connection>,
