@@ -174,23 +174,29 @@ impl PgConnector {
         // The simple protocol on purpose: `query_one` would prepare a named statement whose
         // drop sends Close and Sync without waiting, so the connection would be handed out
         // with a reply still owed (not idle, and a reset on release for nothing).
-        let pid = match client.simple_query("SELECT pg_backend_pid()").await {
-            Ok(messages) => match messages.iter().find_map(|m| match m {
-                SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<i32>().ok()),
-                _ => None,
-            }) {
-                Some(pid) => pid,
-                None => {
-                    driver.abort();
-                    return Err(ConnectError::Io(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "SELECT pg_backend_pid() returned no process id",
-                    )));
-                }
-            },
+        let pid = client
+            .simple_query("SELECT pg_backend_pid()")
+            .await
+            .map_err(ConnectError::Postgres)
+            .and_then(|messages| {
+                messages
+                    .iter()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::Row(row) => row.get(0)?.parse::<i32>().ok(),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        ConnectError::Io(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "SELECT pg_backend_pid() returned no process id",
+                        ))
+                    })
+            });
+        let pid = match pid {
+            Ok(pid) => pid,
             Err(e) => {
                 driver.abort();
-                return Err(ConnectError::Postgres(e));
+                return Err(e);
             }
         };
         Ok(PgConnection::new(
