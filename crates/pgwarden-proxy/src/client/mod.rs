@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::buffers;
-use crate::cancel::{CancelSlot, CancelTarget};
+use crate::cancel::{CancelSlot, CancelTarget, WaitForServer};
 use crate::config::PoolMode;
 use crate::params::SessionParams;
 use crate::pools::ProxyPool;
@@ -338,6 +338,31 @@ async fn acquire(shared: &Shared, pool: &ProxyPool) -> Result<Pooled<ServerConne
         .get_timeout(shared.config.query_wait_timeout)
         .await
         .map_err(acquire_failed)
+}
+
+/// Waits for a server connection from the pool's acquire. `Ok(None)` when a CancelRequest for
+/// this client ended the wait; the wait comes back with the connection when there was one (the
+/// client counts as waiting until its cancel target is set).
+async fn acquire_cancellable<'a>(
+    pool: &ProxyPool,
+    timeout: Duration,
+    cancel: &'a CancelSlot,
+) -> Result<Option<(Pooled<ServerConnector>, Option<WaitForServer<'a>>)>, SessionEnd> {
+    // The pool's acquire future itself (no wrapper to map its error): every poll of a waiting
+    // client walks one state machine less.
+    let mut acquiring = std::pin::pin!(pool.pool.get_timeout(timeout));
+    if let Poll::Ready(acquired) =
+        std::future::poll_fn(|cx| Poll::Ready(acquiring.as_mut().poll(cx))).await
+    {
+        return Ok(Some((acquired.map_err(acquire_failed)?, None)));
+    }
+    let wait = cancel.waiting_for_server();
+    let server = tokio::select! {
+        biased;
+        acquired = &mut acquiring => acquired.map_err(acquire_failed)?,
+        _ = wait.cancelled() => return Ok(None),
+    };
+    Ok(Some((server, Some(wait))))
 }
 
 /// What a client is told when no server connection could be had for it.
@@ -779,28 +804,16 @@ impl Session {
         // future, and only a real wait is made cancellable (no lock taken for it otherwise).
         let (mut server, wait) = match self.pool.pool.get_now() {
             Some(server) => (server, None),
-            None => {
-                // The pool's acquire future itself (no wrapper to map its error): every poll
-                // of a waiting client walks one state machine less.
-                let mut acquiring = std::pin::pin!(self
-                    .pool
-                    .pool
-                    .get_timeout(self.shared.config.query_wait_timeout));
-                match std::future::poll_fn(|cx| Poll::Ready(acquiring.as_mut().poll(cx))).await {
-                    Poll::Ready(acquired) => (acquired.map_err(acquire_failed)?, None),
-                    Poll::Pending => {
-                        let wait = self.cancel.waiting_for_server();
-                        let server = tokio::select! {
-                            biased;
-                            acquired = &mut acquiring => acquired.map_err(acquire_failed)?,
-                            _ = wait.cancelled() => return Ok(false),
-                        };
-                        // Still counted as waiting until the cancel target points at the
-                        // server: a cancel arriving in between is not lost.
-                        (server, Some(wait))
-                    }
-                }
-            }
+            None => match acquire_cancellable(
+                &self.pool,
+                self.shared.config.query_wait_timeout,
+                &self.cancel,
+            )
+            .await?
+            {
+                Some(acquired) => acquired,
+                None => return Ok(false),
+            },
         };
         if let Some(target) = &server.cancel {
             // A cancel meant for the connection's previous transaction is not over yet: it
