@@ -14,6 +14,7 @@ pub(crate) mod park;
 mod reprepare;
 mod startup;
 mod stream;
+mod turn;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,7 +27,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use pgwarden_pool::{PoolError, Pooled};
 use pgwarden_protocol::response::{BackendKeyData, ErrorFields, ParameterStatus, ReadyForQuery};
 use pgwarden_protocol::TransactionStatus;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -40,6 +41,7 @@ use crate::responses::ResponsePlan;
 use crate::server::{ServerConnector, ServerError};
 use crate::signals::{self, Signals};
 use stream::ClientStream;
+use turn::{Event, ServerSide, Turn};
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -100,16 +102,6 @@ const READ_CHUNK: usize = 8 * 1024;
 
 /// Largest amount buffered towards a peer before reading from the other side pauses.
 const BACKPRESSURE_LIMIT: usize = 256 * 1024;
-
-/// Writes what `buf` holds, or the part the socket takes, with one plain write (a `send`; the
-/// vectored `writev` that `write_buf` picks for a TCP half costs the kernel more for one
-/// buffer), and drops the bytes written. Cancel-safe: bytes leave `buf` in the same poll that
-/// wrote them.
-async fn send_some<W: AsyncWrite + Unpin>(w: &mut W, buf: &mut BytesMut) -> std::io::Result<usize> {
-    let n = w.write(buf).await?;
-    buf.advance(n);
-    Ok(n)
-}
 
 /// Serves one accepted client until it leaves. `permit` is `None` when `max_client_conn` is
 /// exhausted: the client is told so after its startup packet.
@@ -526,17 +518,6 @@ impl IdleSession {
 /// Source of session ids.
 static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-enum Event {
-    ClientRead(usize),
-    ClientWrote,
-    ServerRead(usize),
-    ServerWrote,
-    IdleInTransaction,
-    QueryTimeout,
-    Shutdown,
-    DrainExpired,
-}
-
 impl Session {
     async fn run(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
         let result = self.serve(client).await;
@@ -656,49 +637,43 @@ impl Session {
             if self.idle() {
                 return Ok(());
             }
-            let event = match self.server.as_deref_mut() {
-                Some(server) => {
-                    let (mut cr, mut cw) = client.split();
-                    if self.buf_client.capacity() - self.buf_client.len() < 1024 {
-                        self.buf_client.reserve(READ_CHUNK);
-                    }
-                    if server.rbuf.capacity() - server.rbuf.len() < 1024 {
-                        server.rbuf.reserve(2 * READ_CHUNK);
-                    }
-                    let (mut sr, mut sw) = server.stream.split();
-                    let rbuf = &mut server.rbuf;
-                    // Biased: no random number per turn. Signals first (an atomic load each),
-                    // then writes (they drain buffers), then reads, then timers.
-                    tokio::select! {
-                        biased;
-                        _ = signals.raised(signals::DRAIN_EXPIRED) => Event::DrainExpired,
-                        _ = signals.raised(signals::SHUTDOWN), if at_boundary => Event::Shutdown,
-                        r = send_some(&mut sw, &mut self.to_server), if !self.to_server.is_empty() => { if r.is_err() { Event::ServerRead(0) } else { Event::ServerWrote } }
-                        r = send_some(&mut cw, &mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
-                        r = sr.read_buf(rbuf), if self.to_client.len() < BACKPRESSURE_LIMIT => Event::ServerRead(r.unwrap_or(0)),
-                        r = cr.read_buf(&mut self.buf_client), if self.buf_client.len() < BACKPRESSURE_LIMIT => Event::ClientRead(r?),
-                        // The timers are created only when their branch is enabled (an async block
-                        // is not polled otherwise): no clock read or timer entry per event.
-                        _ = async { tokio::time::sleep(idle_tx_timeout).await }, if in_transaction_idle && !idle_tx_timeout.is_zero() => Event::IdleInTransaction,
-                        _ = async {
-                            match query_deadline {
-                                Some(at) => tokio::time::sleep_until(at).await,
-                                None => std::future::pending().await,
-                            }
-                        }, if query_deadline.is_some() => Event::QueryTimeout,
-                    }
+            if self.buf_client.capacity() - self.buf_client.len() < 1024 {
+                self.buf_client.reserve(READ_CHUNK);
+            }
+            let server = self.server.as_deref_mut().map(|server| {
+                if server.rbuf.capacity() - server.rbuf.len() < 1024 {
+                    server.rbuf.reserve(2 * READ_CHUNK);
                 }
-                None => {
-                    let (mut cr, mut cw) = client.split();
-                    if self.buf_client.capacity() - self.buf_client.len() < 1024 {
-                        self.buf_client.reserve(READ_CHUNK);
-                    }
-                    tokio::select! {
-                        biased;
-                        _ = signals.raised(signals::SHUTDOWN) => Event::Shutdown,
-                        r = send_some(&mut cw, &mut self.to_client), if !self.to_client.is_empty() => { r?; Event::ClientWrote }
-                        r = cr.read_buf(&mut self.buf_client) => Event::ClientRead(r?),
-                    }
+                ServerSide {
+                    stream: &mut server.stream,
+                    rbuf: &mut server.rbuf,
+                    at_boundary,
+                }
+            });
+            let idle_tx_armed = in_transaction_idle && !idle_tx_timeout.is_zero();
+            let mut turn = Turn {
+                signals,
+                client: &mut *client,
+                server,
+                to_server: &mut self.to_server,
+                to_client: &mut self.to_client,
+                buf_client: &mut self.buf_client,
+            };
+            let wait = std::future::poll_fn(|cx| turn.poll(cx));
+            let event = if !idle_tx_armed && query_deadline.is_none() {
+                wait.await?
+            } else {
+                // A timer is armed (both are off by default): its sleep is made only now.
+                tokio::select! {
+                    biased;
+                    event = wait => event?,
+                    _ = tokio::time::sleep(idle_tx_timeout), if idle_tx_armed => Event::IdleInTransaction,
+                    _ = async {
+                        match query_deadline {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    }, if query_deadline.is_some() => Event::QueryTimeout,
                 }
             };
             match event {

@@ -1,13 +1,9 @@
 //! [`ClientStream`]: a client's connection, plain TCP or TLS over TCP, as one type the
 //! session reads and writes without knowing which.
 //!
-//! The forwarding loop reads from and writes to the client at once (two branches of one
-//! `select!`), so it needs two halves borrowed from the stream. For plain TCP those are
-//! tokio's borrowed [`TcpStream::split`] halves: nothing is added on the hot path but a match.
-//! A TLS stream cannot be split that way (reading and writing both change the one rustls
-//! connection), so the TLS variant keeps it behind an uncontended mutex, locked only inside a
-//! single poll, never across an `.await`; both halves live in the same task. No allocation
-//! per message in either case; the TLS stream is boxed once per session.
+//! The forwarding loop polls the client's reads and writes by hand in one wait (see
+//! `super::turn`), so the stream is never split into halves: the TLS variant is one rustls
+//! stream, boxed once per session, with no lock. No allocation per message in either case.
 //!
 //! rustls buffers encrypted records it could not write yet. A write that returns leaves them
 //! for later, so every poll of the TLS stream, reading or writing, first pushes them out: the
@@ -19,15 +15,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-/// The TLS stream, shared by the two halves of one session.
-type Tls = Mutex<TlsStream<TcpStream>>;
+/// The TLS stream (boxed in [`ClientStream`]: rustls's state is large, plain clients are many).
+type Tls = TlsStream<TcpStream>;
 
 /// A client connection.
 pub(crate) enum ClientStream {
@@ -36,20 +30,6 @@ pub(crate) enum ClientStream {
     /// After an SSLRequest answered `S` and a completed handshake.
     Tls(Box<Tls>),
     /// A TLS handshake took the TCP stream and failed; every operation fails.
-    Closed,
-}
-
-/// The reading half of a [`ClientStream`], borrowed for one turn of the forwarding loop.
-pub(crate) enum ClientReader<'a> {
-    Plain(ReadHalf<'a>),
-    Tls(&'a Tls),
-    Closed,
-}
-
-/// The writing half of a [`ClientStream`], borrowed for one turn of the forwarding loop.
-pub(crate) enum ClientWriter<'a> {
-    Plain(WriteHalf<'a>),
-    Tls(&'a Tls),
     Closed,
 }
 
@@ -71,20 +51,8 @@ impl ClientStream {
             return Err(io::Error::other("TLS requested twice"));
         };
         let tls = acceptor.accept(tcp).await?;
-        *self = ClientStream::Tls(Box::new(Mutex::new(tls)));
+        *self = ClientStream::Tls(Box::new(tls));
         Ok(())
-    }
-
-    /// Borrows a reading and a writing half that can be polled concurrently.
-    pub(crate) fn split(&mut self) -> (ClientReader<'_>, ClientWriter<'_>) {
-        match self {
-            ClientStream::Plain(tcp) => {
-                let (r, w) = tcp.split();
-                (ClientReader::Plain(r), ClientWriter::Plain(w))
-            }
-            ClientStream::Tls(tls) => (ClientReader::Tls(tls), ClientWriter::Tls(tls)),
-            ClientStream::Closed => (ClientReader::Closed, ClientWriter::Closed),
-        }
     }
 
     /// Writes what the socket takes of `buf` at once, without waiting: plain TCP only. A
@@ -146,18 +114,16 @@ impl ClientStream {
 }
 
 /// Reads plaintext, first sending encrypted records earlier writes left in rustls.
-fn tls_read(tls: &Tls, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-    let mut tls = tls.lock();
+fn tls_read(tls: &mut Tls, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
     if let Poll::Ready(Err(e)) = Pin::new(&mut *tls).poll_flush(cx) {
         return Poll::Ready(Err(e));
     }
-    Pin::new(&mut *tls).poll_read(cx, buf)
+    Pin::new(tls).poll_read(cx, buf)
 }
 
 /// Writes plaintext once earlier records are out (that is the backpressure), then tries to
 /// send the new records at once; what the socket does not take goes at the next poll.
-fn tls_write(tls: &Tls, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-    let mut tls = tls.lock();
+fn tls_write(tls: &mut Tls, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
     match Pin::new(&mut *tls).poll_flush(cx) {
         Poll::Ready(Ok(())) => {}
         other => return other.map(|r| r.map(|()| 0)),
@@ -172,56 +138,12 @@ fn tls_write(tls: &Tls, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<us
     }
 }
 
-fn tls_flush(tls: &Tls, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-    Pin::new(&mut *tls.lock()).poll_flush(cx)
+fn tls_flush(tls: &mut Tls, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    Pin::new(tls).poll_flush(cx)
 }
 
-fn tls_shutdown(tls: &Tls, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-    Pin::new(&mut *tls.lock()).poll_shutdown(cx)
-}
-
-impl AsyncRead for ClientReader<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientReader::Plain(r) => Pin::new(r).poll_read(cx, buf),
-            ClientReader::Tls(tls) => tls_read(tls, cx, buf),
-            ClientReader::Closed => Poll::Ready(Err(closed())),
-        }
-    }
-}
-
-impl AsyncWrite for ClientWriter<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientWriter::Plain(w) => Pin::new(w).poll_write(cx, data),
-            ClientWriter::Tls(tls) => tls_write(tls, cx, data),
-            ClientWriter::Closed => Poll::Ready(Err(closed())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientWriter::Plain(w) => Pin::new(w).poll_flush(cx),
-            ClientWriter::Tls(tls) => tls_flush(tls, cx),
-            ClientWriter::Closed => Poll::Ready(Err(closed())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientWriter::Plain(w) => Pin::new(w).poll_shutdown(cx),
-            ClientWriter::Tls(tls) => tls_shutdown(tls, cx),
-            ClientWriter::Closed => Poll::Ready(Err(closed())),
-        }
-    }
+fn tls_shutdown(tls: &mut Tls, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    Pin::new(tls).poll_shutdown(cx)
 }
 
 impl AsyncRead for ClientStream {
