@@ -608,17 +608,22 @@ impl Session {
             // renamed statement, a cached Parse) reads nothing from the server: release here
             // too, or the client would pin an idle server connection until its next query.
             self.maybe_release();
-            let in_transaction_idle = self.server.as_ref().is_some_and(|s| {
-                self.plan.is_empty()
-                    && self.to_server.is_empty()
-                    && s.tracker.transaction_status() != TransactionStatus::Idle
-            });
+            // Worked out only when its timer is on (it is off by default).
+            let idle_tx_armed = !idle_tx_timeout.is_zero()
+                && self.server.as_ref().is_some_and(|s| {
+                    self.plan.is_empty()
+                        && self.to_server.is_empty()
+                        && s.tracker.transaction_status() != TransactionStatus::Idle
+                });
             let running = self.server.is_some() && !self.plan.is_empty();
             // Between two transactions while holding a server connection (session mode): a
-            // shutdown ends the session here, as it ends an idle one in transaction mode.
-            let at_boundary = self.server.as_ref().is_some_and(|s| {
-                s.is_idle() && s.tracker.transaction_status() == TransactionStatus::Idle
-            }) && self.plan.is_empty()
+            // shutdown ends the session here, as it ends an idle one in transaction mode. (In
+            // transaction mode the connection was just released at such a point.)
+            let at_boundary = self.mode == PoolMode::Session
+                && self.server.as_ref().is_some_and(|s| {
+                    s.is_idle() && s.tracker.transaction_status() == TransactionStatus::Idle
+                })
+                && self.plan.is_empty()
                 && self.to_server.is_empty()
                 && self.to_client.is_empty()
                 && self.buf_client.is_empty();
@@ -650,7 +655,6 @@ impl Session {
                     at_boundary,
                 }
             });
-            let idle_tx_armed = in_transaction_idle && !idle_tx_timeout.is_zero();
             let mut turn = Turn {
                 signals,
                 client: &mut *client,
