@@ -72,8 +72,8 @@ enum Keyword {
 
 impl Keyword {
     /// The first word of `sql` (after whitespace, comments and opening parentheses), compared
-    /// without regard to case. Called for every Query and Parse: no copy of the word, one
-    /// comparison picked by its length.
+    /// without regard to case. Called for every Query and Parse: no copy of the word, at most
+    /// one comparison.
     fn of(sql: &[u8]) -> Keyword {
         let mut s = sql;
         loop {
@@ -92,25 +92,20 @@ impl Keyword {
                 break;
             }
         }
-        // One letter more than the longest keyword: a longer word matches none.
-        let n = s
-            .iter()
-            .take(11)
-            .take_while(|b| b.is_ascii_alphabetic())
-            .count();
-        let word = &s[..n];
-        let (keyword, text): (Keyword, &[u8]) = match n {
-            3 => (Keyword::Set, b"set"),
-            5 => (Keyword::Reset, b"reset"),
-            6 => (Keyword::Listen, b"listen"),
-            7 => (Keyword::Discard, b"discard"),
-            10 => (Keyword::Deallocate, b"deallocate"),
-            _ => return Keyword::Other,
+        // Picked by the first letter: most statements (SELECT aside) are told apart by it
+        // alone, and one comparison settles the rest.
+        let is = |word: &[u8]| {
+            s.len() >= word.len()
+                && s[..word.len()].eq_ignore_ascii_case(word)
+                && !s.get(word.len()).is_some_and(|b| b.is_ascii_alphabetic())
         };
-        if word.eq_ignore_ascii_case(text) {
-            keyword
-        } else {
-            Keyword::Other
+        match s.first().map(|b| b.to_ascii_lowercase()) {
+            Some(b's') if is(b"set") => Keyword::Set,
+            Some(b'r') if is(b"reset") => Keyword::Reset,
+            Some(b'l') if is(b"listen") => Keyword::Listen,
+            Some(b'd') if is(b"discard") => Keyword::Discard,
+            Some(b'd') if is(b"deallocate") => Keyword::Deallocate,
+            _ => Keyword::Other,
         }
     }
 
