@@ -452,6 +452,8 @@ pub(crate) struct Session {
     /// batch: the client's messages are dropped up to its Sync, as PostgreSQL does after an
     /// error.
     skip_until_sync: bool,
+    /// Reads known to be pending (see [`turn::Armed`]).
+    armed: turn::Armed,
 }
 
 /// What a parked session keeps (see [`park`]): everything that outlives a transaction. The
@@ -511,6 +513,7 @@ impl IdleSession {
             query_cancelled: false,
             just_logged_in: false,
             skip_until_sync: false,
+            armed: turn::Armed::default(),
         })
     }
 }
@@ -600,6 +603,9 @@ impl Session {
         signals: &Signals,
     ) -> Result<(), SessionEnd> {
         let idle_tx_timeout = self.shared.config.idle_transaction_timeout;
+        // The idle wait read the client outside the turn (and may have cleared its readiness);
+        // a resumed session may run in another task than the one that armed a read.
+        self.armed = turn::Armed::default();
         let query_timeout = self.shared.config.query_timeout;
         loop {
             self.handle_client_messages().await?;
@@ -662,6 +668,7 @@ impl Session {
                 to_server: &mut self.to_server,
                 to_client: &mut self.to_client,
                 buf_client: &mut self.buf_client,
+                armed: &mut self.armed,
             };
             let wait = std::future::poll_fn(|cx| turn.poll(cx));
             let event = if !idle_tx_armed && query_deadline.is_none() {
@@ -762,6 +769,7 @@ impl Session {
 
     fn release_server(&mut self, client_leaving: bool) {
         if let Some(mut server) = self.server.take() {
+            self.armed.server = false;
             self.cancel.set_target(None);
             if self.mode == PoolMode::Session && client_leaving {
                 server.needs_reset = true;
@@ -829,6 +837,7 @@ impl Session {
             }
             server.params_owner = Some(owner);
         }
+        self.armed.server = false;
         self.server = Some(server);
         Ok(true)
     }

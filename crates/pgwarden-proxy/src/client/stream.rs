@@ -55,6 +55,14 @@ impl ClientStream {
         Ok(())
     }
 
+    /// The TCP stream of a clear-text client.
+    pub(crate) fn plain_tcp(&self) -> Option<&TcpStream> {
+        match self {
+            ClientStream::Plain(tcp) => Some(tcp),
+            _ => None,
+        }
+    }
+
     /// Writes what the socket takes of `buf` at once, without waiting: plain TCP only. A
     /// TLS stream reports `WouldBlock` (the forwarding loop writes it).
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {

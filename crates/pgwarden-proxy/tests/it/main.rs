@@ -26,3 +26,4 @@ mod reprepare;
 mod session;
 mod shutdown;
 mod tls;
+mod turn;
