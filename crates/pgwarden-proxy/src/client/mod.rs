@@ -151,7 +151,10 @@ async fn serve_client(
     mut permit: Option<OwnedSemaphorePermit>,
 ) {
     let result = loop {
-        let result = session.run(&mut client).await;
+        // `serve` awaited here, the end of the session apart: a woken session's task walks
+        // one state machine less.
+        let result = session.serve(&mut client).await;
+        let result = session.finish(&mut client, result).await;
         let Err(SessionEnd::Park) = result else {
             break result;
         };
@@ -181,7 +184,12 @@ async fn serve_client(
 }
 
 /// Serves a parked client again (its socket became readable, or the proxy is shutting down).
-pub(crate) async fn resume(shared: Arc<Shared>, parked: Box<park::Parked>) {
+/// Not an `async fn`: the task's future is [`serve_client`]'s own, one state machine less for
+/// every poll.
+pub(crate) fn resume(
+    shared: Arc<Shared>,
+    parked: Box<park::Parked>,
+) -> impl Future<Output = ()> + Send + 'static {
     let parked = *parked;
     let session = parked.session.into_session(&shared);
     serve_client(
@@ -191,7 +199,6 @@ pub(crate) async fn resume(shared: Arc<Shared>, parked: Box<park::Parked>) {
         parked.peer,
         parked.permit,
     )
-    .await;
 }
 
 /// Says why the session ends (a FATAL ErrorResponse) when there is something to say.
@@ -452,6 +459,9 @@ pub(crate) struct Session {
     /// batch: the client's messages are dropped up to its Sync, as PostgreSQL does after an
     /// error.
     skip_until_sync: bool,
+    /// A CancelRequest ended the last wait for a server connection: the message that waited
+    /// fails (see [`Session::take_server_now`]).
+    wait_cancelled: bool,
     /// Reads known to be pending (see [`turn::Armed`]).
     armed: turn::Armed,
 }
@@ -513,6 +523,7 @@ impl IdleSession {
             query_cancelled: false,
             just_logged_in: false,
             skip_until_sync: false,
+            wait_cancelled: false,
             armed: turn::Armed::default(),
         })
     }
@@ -522,8 +533,13 @@ impl IdleSession {
 static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Session {
-    async fn run(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
-        let result = self.serve(client).await;
+    /// After [`Session::serve`] ended (with `result`): what the client is owed goes out, the
+    /// server connection goes back.
+    async fn finish(
+        &mut self,
+        client: &mut ClientStream,
+        result: Result<(), SessionEnd>,
+    ) -> Result<(), SessionEnd> {
         // Flush what the client is owed (e.g. a final error) before closing.
         if !self.to_client.is_empty() {
             let flush = async {
@@ -608,7 +624,10 @@ impl Session {
         self.armed = turn::Armed::default();
         let query_timeout = self.shared.config.query_timeout;
         loop {
-            self.handle_client_messages().await?;
+            if self.handle_client_messages()? {
+                self.wait_for_server().await?;
+                continue;
+            }
             self.write_now(client)?;
             // A message the proxy answered itself (LISTEN refused, DEALLOCATE or Close of a
             // renamed statement, a cached Parse) reads nothing from the server: release here
@@ -781,26 +800,44 @@ impl Session {
         }
     }
 
-    /// Makes sure the session holds a server connection. `Ok(false)` when a CancelRequest
-    /// for this client ended the wait for one (see [`crate::cancel`]).
-    async fn ensure_server(&mut self) -> Result<bool, SessionEnd> {
-        if self.server.is_some() {
-            return Ok(true);
+    /// Takes an idle server connection for the client's next message without waiting, the
+    /// usual case (no future built, no lock taken for a cancellable wait). `Some(false)` when a
+    /// CancelRequest ended the last wait for one (see [`crate::cancel`]): the message fails
+    /// without reaching a server. `None` when the client has to wait
+    /// ([`Session::wait_for_server`]).
+    pub(super) fn take_server_now(&mut self) -> Option<bool> {
+        if std::mem::take(&mut self.wait_cancelled) {
+            return Some(false);
         }
-        // Usually a connection is free at once: taken without building the acquire's
-        // future, and only a real wait is made cancellable (no lock taken for it otherwise).
-        let (mut server, wait) = match self.pool.pool.get_now() {
-            Some(server) => (server, None),
-            None => match acquire_cancellable(
-                &self.pool,
-                self.shared.config.query_wait_timeout,
-                &self.cancel,
-            )
-            .await?
-            {
-                Some(acquired) => acquired,
-                None => return Ok(false),
-            },
+        let server = self.pool.pool.get_now()?;
+        let target = server.cancel.as_ref().map(Arc::clone);
+        if target.as_ref().is_some_and(|t| t.busy()) {
+            // A cancel meant for the connection's previous transaction is not over yet: it
+            // must not land on this one. Rare: the connection goes back (to the longest
+            // waiting client, if any) and this client waits like one that found none idle.
+            drop(server);
+            return None;
+        }
+        if target.is_some() {
+            self.cancel.set_target(target);
+        }
+        self.hold_server(server);
+        Some(true)
+    }
+
+    /// Waits for a server connection (none was idle for the client's next message). When a
+    /// CancelRequest for this client ends the wait, the next [`Session::take_server_now`]
+    /// says so.
+    async fn wait_for_server(&mut self) -> Result<(), SessionEnd> {
+        let Some((server, wait)) = acquire_cancellable(
+            &self.pool,
+            self.shared.config.query_wait_timeout,
+            &self.cancel,
+        )
+        .await?
+        else {
+            self.wait_cancelled = true;
+            return Ok(());
         };
         if let Some(target) = &server.cancel {
             // A cancel meant for the connection's previous transaction is not over yet: it
@@ -811,19 +848,27 @@ impl Session {
             }
         }
         let target = server.cancel.as_ref().map(Arc::clone);
-        match wait {
-            // A cancel during the wait: the connection goes back to the pool unused.
-            Some(wait) => {
-                if wait.finish(target) {
-                    return Ok(false);
-                }
-            }
+        // (`{ wait }`: the wait, which borrows the cancel slot, ends with this statement.)
+        let cancelled = match { wait } {
+            Some(wait) => wait.finish(target),
             None => {
                 if target.is_some() {
                     self.cancel.set_target(target);
                 }
+                false
             }
+        };
+        if cancelled {
+            // A cancel during the wait: the connection goes back to the pool unused.
+            self.wait_cancelled = true;
+            return Ok(());
         }
+        self.hold_server(server);
+        Ok(())
+    }
+
+    /// Makes `server` the session's server connection (its cancel target is set already).
+    fn hold_server(&mut self, mut server: Pooled<ServerConnector>) {
         // The buffers towards both peers are taken only now: a client queued for a server
         // connection holds just the one its request is in (with hundreds queued, the spares
         // would otherwise run out and be allocated and freed over and over).
@@ -839,7 +884,6 @@ impl Session {
         }
         self.armed.server = false;
         self.server = Some(server);
-        Ok(true)
     }
 
     async fn cancel_running_query(&mut self) {
