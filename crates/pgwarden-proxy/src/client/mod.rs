@@ -847,21 +847,16 @@ impl Session {
                 Box::pin(target.wait_idle()).await;
             }
         }
-        let target = server.cancel.as_ref().map(Arc::clone);
-        // (`{ wait }`: the wait, which borrows the cancel slot, ends with this statement.)
-        let cancelled = match { wait } {
-            Some(wait) => wait.finish(target),
-            None => {
-                if target.is_some() {
-                    self.cancel.set_target(target);
-                }
-                false
-            }
-        };
-        if cancelled {
+        let mut target = server.cancel.as_ref().map(Arc::clone);
+        // After a cancellable wait, `finish` sets the target (under the slot's lock, so no
+        // cancel falls in between); the wait, which borrows the slot, ends here.
+        if wait.is_some_and(|wait| wait.finish(target.take())) {
             // A cancel during the wait: the connection goes back to the pool unused.
             self.wait_cancelled = true;
             return Ok(());
+        }
+        if target.is_some() {
+            self.cancel.set_target(target);
         }
         self.hold_server(server);
         Ok(())
