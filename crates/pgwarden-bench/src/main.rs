@@ -3,10 +3,12 @@
 //! seconds and memory. Writes raw rows to `bench/results/<time>.csv` and a markdown summary
 //! appended to `docs/BENCHMARKS.md`.
 //!
-//! Usage: `pgwarden-bench [--quick] [--rounds N] [--memory-only] [--pgwarden PATH]` (run
-//! from the repository root). `--rounds` sets the rounds per target and cell (3 by default, 1
-//! for `--quick`); `--memory-only` skips the pgbench rounds and prints the idle-client memory
-//! table.
+//! Usage: `pgwarden-bench [--quick] [--rounds N] [--workload TEXT] [--memory-only]
+//! [--pgwarden PATH]` (run from the repository root). `--rounds` sets the rounds per target and
+//! cell (3 by default, 1 for `--quick`); `--workload` keeps the workloads whose name contains
+//! TEXT (e.g. `tpcb`) and prints the summary without the idle-client memory measurement,
+//! instead of appending it; `--memory-only` skips the pgbench rounds and prints the
+//! idle-client memory table.
 
 mod chart;
 mod pooler;
@@ -103,6 +105,18 @@ fn main() -> anyhow::Result<()> {
                 format!("--rounds wants a positive number, not {:?}", rounds[1])
             })?;
     }
+    // Some workloads only: printed, not appended, and no idle-client measurement.
+    let only = args
+        .windows(2)
+        .find(|w| w[0] == "--workload")
+        .map(|w| w[1].clone());
+    if let Some(only) = &only {
+        plan.workloads.retain(|w| w.name.contains(only.as_str()));
+        anyhow::ensure!(
+            !plan.workloads.is_empty(),
+            "--workload {only:?} matches no workload"
+        );
+    }
     // Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
     let memory_only = args.iter().any(|a| a == "--memory-only");
     if memory_only {
@@ -157,6 +171,9 @@ fn main() -> anyhow::Result<()> {
                 // follows the direct round's thousand closing backends).
                 for target in round_order(&targets, round) {
                     n += 1;
+                    if workload.writes() {
+                        run::reset_tables(cluster.bin_dir(), cluster.port())?;
+                    }
                     let r = run::round(&pgbench, target, workload, clients, round, plan.seconds)?;
                     println!(
                         "[{n}/{total}] {:<9} {:<22} c={:<4} round {} {}",
@@ -177,15 +194,19 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|p| (p.name.to_string(), p.rss_kb()))
         .collect();
-    let memory = idle_memory(
-        &plan,
-        &rounds,
-        &idle_rss,
-        &after_load,
-        cluster.port(),
-        &pgwarden_bin,
-        (pgbouncer, pgwarden),
-    )?;
+    let memory = if only.is_some() {
+        Vec::new()
+    } else {
+        idle_memory(
+            &plan,
+            &rounds,
+            &idle_rss,
+            &after_load,
+            cluster.port(),
+            &pgwarden_bin,
+            (pgbouncer, pgwarden),
+        )?
+    };
     if memory_only {
         println!("\n{}", report::memory_markdown(&memory));
         return Ok(());
@@ -196,7 +217,9 @@ fn main() -> anyhow::Result<()> {
     let names: Vec<String> = plan.workloads.iter().map(|w| w.name.clone()).collect();
     let charts = chart::draw(&rounds, &names, &plan.clients, &csv);
     let markdown = report::markdown(&context, &plan, &rounds, &memory, &csv, &charts);
-    report::append_to_docs(&markdown)?;
+    if only.is_none() {
+        report::append_to_docs(&markdown)?;
+    }
     println!("\n{markdown}");
     Ok(())
 }

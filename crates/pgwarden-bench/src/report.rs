@@ -267,8 +267,11 @@ pub(crate) fn markdown(
     for chart in charts {
         let _ = writeln!(md, "\n![{}](../{})", chart.display(), chart.display());
     }
-    let _ = writeln!(md, "\nMemory (RSS):\n");
-    md.push_str(&memory_markdown(memory));
+    // A run of some workloads only (`--workload`) skips the idle-client measurement.
+    if !memory.is_empty() {
+        let _ = writeln!(md, "\nMemory (RSS):\n");
+        md.push_str(&memory_markdown(memory));
+    }
     md
 }
 

@@ -35,6 +35,44 @@ impl Workload {
             mode,
         }
     }
+
+    /// Whether the workload writes (its tables change from round to round).
+    pub(crate) fn writes(&self) -> bool {
+        !self.select_only
+    }
+}
+
+/// What pgbench itself does before a run unless told not to (`-n`, which every round passes,
+/// since its own vacuum would go through the target): vacuums the two small tables every
+/// TPC-B-like transaction updates, empties the history table; then a checkpoint. Run directly
+/// against the cluster before each round of a writing workload, so every target starts from
+/// the same tables and no round inherits the dead rows (or the checkpoint) of the one before.
+pub(crate) fn reset_tables(bin_dir: &Path, port: u16) -> anyhow::Result<()> {
+    let local = bin_dir.join("psql");
+    let psql = if local.exists() {
+        local
+    } else {
+        PathBuf::from("psql")
+    };
+    let mut cmd = Command::new(psql);
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U"])
+        .args(["postgres", "-p", &port.to_string(), "-d", "bench"]);
+    // One `-c` each: VACUUM cannot run inside the transaction a single `-c` would make.
+    for sql in [
+        "VACUUM pgbench_branches",
+        "VACUUM pgbench_tellers",
+        "TRUNCATE pgbench_history",
+        "CHECKPOINT",
+    ] {
+        cmd.args(["-c", sql]);
+    }
+    let out = cmd.output().context("run psql")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "resetting the pgbench tables failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 /// One measured round.
@@ -227,4 +265,59 @@ pub(crate) fn idle_clients(pooler: &crate::pooler::Pooler, n: u32) -> anyhow::Re
         drop(ok);
         Ok(rss)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count_history(cluster: &pgwarden_testkit::PgCluster) -> String {
+        let out = Command::new(cluster.bin_dir().join("psql"))
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "bench",
+            ])
+            .args(["-p", &cluster.port().to_string()])
+            .args(["-c", "SELECT count(*) FROM pgbench_history"])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    #[test]
+    fn a_writing_round_starts_from_reset_tables() {
+        let cluster = pgwarden_testkit::PgCluster::start().expect("start PostgreSQL");
+        cluster.create_database("bench", "postgres").unwrap();
+        let pgbench = pgbench_path(cluster.bin_dir());
+        init(&pgbench, cluster.port(), 1).unwrap();
+        // A short TPC-B-like run leaves rows in the history table.
+        let out = Command::new(&pgbench)
+            .args(["-n", "-t", "20", "-h", "127.0.0.1", "-U", "postgres"])
+            .args(["-p", &cluster.port().to_string(), "bench"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(count_history(&cluster), "20");
+
+        assert!(Workload::tpcb("simple").writes());
+        assert!(!Workload::select_only("simple").writes());
+        reset_tables(cluster.bin_dir(), cluster.port()).unwrap();
+        assert_eq!(count_history(&cluster), "0");
+    }
 }
