@@ -40,6 +40,13 @@ pub enum PoolError {
         /// The connector's error (downcast it to the connector's `Error` type for details).
         error: std::sync::Arc<dyn std::error::Error + Send + Sync>,
     },
+    /// The wait was ended by [`Pool::cancel_wait`](crate::Pool::cancel_wait) with the
+    /// caller's key.
+    #[error("pool \"{pool}\": the wait for a connection was cancelled")]
+    Cancelled {
+        /// The pool's name.
+        pool: String,
+    },
     /// The upstream is known to be unavailable (the connector's resilience hook said so).
     #[error("pool \"{pool}\": {reason}")]
     Unavailable {

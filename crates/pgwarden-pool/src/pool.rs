@@ -68,7 +68,7 @@ impl<C: Connector> Drop for WaitTicket<C> {
     fn drop(&mut self) {
         if let Some(mut rx) = self.rx.take() {
             rx.close();
-            if let Ok(Ok(slot)) = rx.try_recv() {
+            if let Ok(crate::state::Handoff::Conn(slot)) = rx.try_recv() {
                 self.shared.put_back(slot);
             }
         }
@@ -181,7 +181,27 @@ impl<C: Connector> Pool<C> {
     ) -> impl std::future::Future<Output = Result<Pooled<C>, PoolError>> + Send + 'static {
         // The acquire's own future, not one wrapping it: one state machine less for every
         // poll of a waiting caller to walk through.
-        Arc::clone(&self.shared).acquire(Location::caller(), timeout)
+        Arc::clone(&self.shared).acquire(Location::caller(), timeout, 0)
+    }
+
+    /// Like [`Pool::get_timeout`], with a wait that [`Pool::cancel_wait`] can end (with
+    /// [`PoolError::Cancelled`]) by `key`: a number the caller chooses, unique among the
+    /// callers waiting at once, not 0. Nothing is made or locked per wait for it.
+    #[track_caller]
+    pub fn get_cancellable(
+        &self,
+        timeout: Duration,
+        key: u64,
+    ) -> impl std::future::Future<Output = Result<Pooled<C>, PoolError>> + Send + 'static {
+        Arc::clone(&self.shared).acquire(Location::caller(), timeout, key)
+    }
+
+    /// Ends the wait of the [`Pool::get_cancellable`] caller waiting with `key`: it returns
+    /// [`PoolError::Cancelled`]. `false` when no caller with that key is waiting (it got its
+    /// connection already, or gave up). Scans the queue: meant for rare events such as a
+    /// client's cancel request.
+    pub fn cancel_wait(&self, key: u64) -> bool {
+        self.shared.state.lock().cancel_waiter(key)
     }
 
     /// An idle connection fit for use as it is, if there is one now: [`Pool::get`] without
@@ -424,6 +444,7 @@ impl<C: Connector> Shared<C> {
         self: Arc<Self>,
         location: &'static Location<'static>,
         timeout: Duration,
+        key: u64,
     ) -> Result<Pooled<C>, PoolError> {
         let started = Instant::now();
         // After a connection failed its check, the caller waits again at the front of the
@@ -460,6 +481,7 @@ impl<C: Connector> Shared<C> {
                             tx,
                             location,
                             deadline,
+                            key,
                         };
                         if retry {
                             st.waiters.push_front(waiter);
@@ -494,12 +516,17 @@ impl<C: Connector> Shared<C> {
                     let outcome = (&mut *rx).await;
                     ticket.rx = None;
                     let slot = match outcome {
-                        Ok(Ok(slot)) => slot,
-                        Ok(Err((kind, error))) => {
+                        Ok(crate::state::Handoff::Conn(slot)) => slot,
+                        Ok(crate::state::Handoff::Failed(kind, error)) => {
                             return Err(PoolError::ConnectFailed {
                                 pool: self.config.name.clone(),
                                 kind,
                                 error,
+                            });
+                        }
+                        Ok(crate::state::Handoff::Cancelled) => {
+                            return Err(PoolError::Cancelled {
+                                pool: self.config.name.clone(),
                             });
                         }
                         Err(_) if self.state.lock().closed => {

@@ -47,9 +47,17 @@ pub(crate) struct Checkout {
 /// The failure of a connect, shared by every waiter told about it.
 pub(crate) type SharedError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
 
-/// What a waiter receives: a connection, or a connect failure that waiting longer would not
-/// cure (see [`crate::Connector::fails_waiters`]).
-pub(crate) type Handoff<T> = Result<Slot<T>, (&'static str, SharedError)>;
+/// What a waiter receives.
+#[derive(Debug)]
+pub(crate) enum Handoff<T> {
+    /// A connection.
+    Conn(Slot<T>),
+    /// A connect failure that waiting longer would not cure (see
+    /// [`crate::Connector::fails_waiters`]).
+    Failed(&'static str, SharedError),
+    /// The wait was ended by [`crate::Pool::cancel_wait`].
+    Cancelled,
+}
 
 /// A caller waiting for a connection: where to send it, and where the caller is (so the
 /// checkout is registered for leak detection in the same critical section as the handoff).
@@ -59,6 +67,8 @@ pub(crate) struct Waiter<T> {
     pub(crate) location: &'static Location<'static>,
     /// When the caller gives up; the reaper drops the sender then.
     pub(crate) deadline: Instant,
+    /// The caller's key for [`crate::Pool::cancel_wait`] (0: none).
+    pub(crate) key: u64,
 }
 
 /// Connection ids are unique counters: hashing them is wasted work on the hot path.
@@ -183,14 +193,15 @@ impl<T> State<T> {
     ) -> Option<Slot<T>> {
         while let Some(waiter) = self.waiters.pop_front() {
             let id = slot.meta.id;
-            match waiter.tx.send(Ok(slot)) {
+            match waiter.tx.send(Handoff::Conn(slot)) {
                 Ok(()) => {
                     if track {
                         self.note_checkout(id, waiter.location, now);
                     }
                     return None;
                 }
-                Err(back) => slot = back.unwrap_or_else(|_| unreachable!("sent Ok")),
+                Err(Handoff::Conn(back)) => slot = back,
+                Err(_) => unreachable!("sent a connection"),
             }
         }
         Some(slot)
@@ -202,13 +213,25 @@ impl<T> State<T> {
         for waiter in self.waiters.drain(..) {
             if waiter
                 .tx
-                .send(Err((kind, SharedError::clone(error))))
+                .send(Handoff::Failed(kind, SharedError::clone(error)))
                 .is_ok()
             {
                 told += 1;
             }
         }
         told
+    }
+
+    /// Ends the wait of the caller waiting with `key` (not 0), if it is still queued.
+    pub(crate) fn cancel_waiter(&mut self, key: u64) -> bool {
+        if key == 0 {
+            return false;
+        }
+        let Some(at) = self.waiters.iter().position(|w| w.key == key) else {
+            return false;
+        };
+        let waiter = self.waiters.remove(at).expect("found");
+        waiter.tx.send(Handoff::Cancelled).is_ok()
     }
 
     pub(crate) fn record_error(&mut self, kind: &'static str, message: String) {

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -139,34 +138,24 @@ impl CancelSlot {
         self.state.lock().target = target;
     }
 
-    /// Marks the client as waiting for a server connection until the returned guard is
-    /// finished or dropped: a cancel arriving meanwhile ends the wait (see
-    /// [`WaitForServer::cancelled`]). The wait's state is kept for the next wait of an active
-    /// session (no allocation per wait) and freed by [`CancelSlot::forget_wait`].
+    /// The key under which the client waits in a pool ([`pgwarden_pool::Pool::get_cancellable`]):
+    /// its process id, unique among connected clients and never 0.
+    pub(crate) fn key(&self) -> u64 {
+        self.process_id as u64
+    }
+
+    /// Marks the client as waiting for a server connection (under [`CancelSlot::key`]) until
+    /// the returned guard is finished or dropped: a cancel arriving meanwhile ends the wait in
+    /// the pool (see [`CancelRegistry::cancel`]). Two flags in the slot: nothing is made per
+    /// wait, and the slot is the line the wait's end touches anyway.
     pub(crate) fn waiting_for_server(&self) -> WaitForServer<'_> {
         let mut state = self.state.lock();
-        match state.wait.as_mut() {
-            Some(wait) => {
-                wait.active = true;
-                wait.cancelled = false;
-            }
-            None => {
-                state.wait = Some(Box::new(WaitState {
-                    active: true,
-                    ..WaitState::default()
-                }))
-            }
-        }
+        state.waiting = true;
+        state.cancelled = false;
         WaitForServer {
             state: &self.state,
             finished: false,
         }
-    }
-
-    /// Frees what the last wait kept (its state and the waker of the session's task): called
-    /// when the session parks, so a parked client holds neither.
-    pub(crate) fn forget_wait(&self) {
-        self.state.lock().wait = None;
     }
 }
 
@@ -192,31 +181,10 @@ impl WaitForServer<'_> {
     pub(crate) fn finish(mut self, target: Option<Arc<CancelTarget>>) -> bool {
         self.finished = true;
         let mut state = self.state.lock();
-        let cancelled = state.wait.as_mut().is_some_and(|w| {
-            w.active = false;
-            std::mem::take(&mut w.cancelled)
-        });
+        state.waiting = false;
+        let cancelled = std::mem::take(&mut state.cancelled);
         state.target = if cancelled { None } else { target };
         cancelled
-    }
-
-    /// Completes when a CancelRequest for this client arrives during the wait.
-    pub(crate) async fn cancelled(&self) {
-        std::future::poll_fn(|cx| {
-            let mut state = self.state.lock();
-            let Some(wait) = state.wait.as_mut().filter(|w| w.active) else {
-                return Poll::Pending;
-            };
-            if wait.cancelled {
-                Poll::Ready(())
-            } else {
-                if !wait.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    wait.waker = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
-        .await
     }
 }
 
@@ -225,10 +193,9 @@ impl Drop for WaitForServer<'_> {
         if self.finished {
             return;
         }
-        if let Some(wait) = self.state.lock().wait.as_mut() {
-            wait.active = false;
-            wait.cancelled = false;
-        }
+        let mut state = self.state.lock();
+        state.waiting = false;
+        state.cancelled = false;
     }
 }
 
@@ -238,21 +205,11 @@ impl Drop for WaitForServer<'_> {
 struct SlotState {
     /// The server connection serving the client right now.
     target: Option<Arc<CancelTarget>>,
-    /// The state of the client's waits for a server connection: made at its first wait, kept
-    /// while the session is active, freed when it parks. Only an `active` one means the
-    /// client's request has reached no server.
-    wait: Option<Box<WaitState>>,
-}
-
-/// A wait for a server connection, as its cancels see it.
-#[derive(Debug, Default)]
-struct WaitState {
-    /// The client is waiting right now.
-    active: bool,
-    /// A cancel arrived during the wait.
+    /// The client waits for a server connection: its request has reached no server.
+    waiting: bool,
+    /// A cancel arrived during the wait (it was ended in the pool, or the connection handed
+    /// to the client in the meantime goes back unused).
     cancelled: bool,
-    /// The waiting task (kept between waits: the same task waits next time).
-    waker: Option<Waker>,
 }
 
 type SharedState = Arc<Mutex<SlotState>>;
@@ -285,10 +242,15 @@ impl CancelRegistry {
 
     /// Forwards a client's CancelRequest to the server connection serving it, if any, and
     /// waits until PostgreSQL has acted on it; a client still waiting for a server connection
-    /// has its wait ended instead (its request fails with 57014, as PostgreSQL fails a query
+    /// has its wait ended instead (`end_wait` is called with its key: the caller ends the
+    /// pool wait under that key; its request fails with 57014, as PostgreSQL fails a query
     /// cancelled before it ran). A client between requests is left alone, as PostgreSQL
     /// ignores a cancel for an idle backend. Returns whether a cancel took effect or was sent.
-    pub(crate) async fn cancel(&self, request: &CancelRequest) -> bool {
+    pub(crate) async fn cancel(
+        &self,
+        request: &CancelRequest,
+        end_wait: impl FnOnce(u64) -> bool,
+    ) -> bool {
         let target = {
             let slots = self.slots.lock();
             match slots.get(&request.process_id) {
@@ -296,13 +258,15 @@ impl CancelRegistry {
                 // connection attempt, but a mismatch must never reveal which part was wrong.
                 Some((key, state)) if request.secret_key.as_ref() == key.as_slice() => {
                     let mut state = state.lock();
-                    if let Some(wait) = state.wait.as_mut().filter(|w| w.active) {
-                        // Until the session has its server connection and points its
-                        // target at it, its request has reached no server.
-                        wait.cancelled = true;
-                        if let Some(waker) = wait.waker.take() {
-                            waker.wake();
-                        }
+                    if state.waiting {
+                        // Until the session has its server connection and points its target
+                        // at it, its request has reached no server. Marked first: if the pool
+                        // hands it a connection before the wait is ended there, the session
+                        // sees the mark when it takes the connection and gives it back.
+                        state.cancelled = true;
+                        drop(state);
+                        drop(slots);
+                        end_wait(request.process_id as u64);
                         return true;
                     }
                     state.target.as_ref().map(CancelTarget::begin)
@@ -337,20 +301,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_wait_kept_for_reuse_is_cancelled_only_while_the_client_waits() {
+    async fn a_cancel_ends_only_a_wait_in_progress() {
         let registry = Arc::new(CancelRegistry::default());
         let slot = registry.register();
+        let ended = std::cell::Cell::new(None);
+        let end = |key| {
+            ended.set(Some(key));
+            true
+        };
 
-        // A cancel during a wait ends it; the connection got afterwards is not targeted.
+        // A cancel during a wait ends it in the pool under the client's key; the connection
+        // got afterwards (handed over before the pool heard) goes back and is not targeted.
         let wait = slot.waiting_for_server();
-        assert!(registry.cancel(&request(&slot)).await);
-        wait.cancelled().await;
+        assert!(registry.cancel(&request(&slot), end).await);
+        assert_eq!(ended.take(), Some(slot.key()));
         assert!(wait.finish(Some(target())), "the cancel must be reported");
         assert!(slot.state.lock().target.is_none());
 
-        // Between waits the kept state is inactive: a cancel for an idle client does nothing
-        // and must not cancel the next wait in advance.
-        assert!(!registry.cancel(&request(&slot)).await);
+        // Between waits a cancel for an idle client does nothing and must not cancel the next
+        // wait in advance.
+        assert!(!registry.cancel(&request(&slot), end).await);
+        assert_eq!(ended.take(), None);
         let wait = slot.waiting_for_server();
         let target = target();
         assert!(!wait.finish(Some(Arc::clone(&target))));
@@ -360,24 +331,20 @@ mod tests {
                 .target
                 .as_ref()
                 .is_some_and(|t| Arc::ptr_eq(t, &target)));
-            assert!(state
-                .wait
-                .as_ref()
-                .is_some_and(|w| !w.active && !w.cancelled));
+            assert!(!state.waiting && !state.cancelled);
         }
 
-        // A wait dropped unfinished (its acquire failed) leaves nothing active either.
+        // A wait dropped unfinished (its acquire failed) leaves nothing waiting either.
         drop(slot.waiting_for_server());
         slot.set_target(None);
-        assert!(!registry.cancel(&request(&slot)).await);
-        slot.forget_wait();
-        assert!(slot.state.lock().wait.is_none());
+        assert!(!registry.cancel(&request(&slot), end).await);
+        assert_eq!(ended.take(), None);
     }
 
     #[test]
     fn a_clients_slot_stays_two_words() {
-        // One per connected client, idle ones included: the wait state lives in a box made
-        // only while the client waits for a server connection.
+        // One per connected client, idle ones included: the target and the two flags of a
+        // wait.
         assert_eq!(std::mem::size_of::<SlotState>(), 16);
     }
 }

@@ -115,3 +115,40 @@ async fn a_guard_dropped_by_a_panicking_task_returns_its_connection() {
     assert_eq!(conn.id, 1, "the same connection is handed out again");
     assert_eq!(server.alive.load(SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancel_wait_ends_only_the_wait_with_that_key() {
+    let (pool, _server) = pool(one_slot());
+    let held = pool.get().await.unwrap();
+    let timeout = Duration::from_secs(30);
+    let first = tokio::spawn(pool.get_cancellable(timeout, 7));
+    run_for(10).await;
+    let second = tokio::spawn(pool.get_cancellable(timeout, 8));
+    run_for(10).await;
+    let third = tokio::spawn(pool.get_timeout(timeout));
+    run_for(10).await;
+    assert_eq!(pool.status().waiters, 3);
+
+    // No caller waits with these keys (0 is never one).
+    assert!(!pool.cancel_wait(9));
+    assert!(!pool.cancel_wait(0));
+    assert!(pool.cancel_wait(8));
+    assert!(!pool.cancel_wait(8), "the wait is over");
+    match second.await.unwrap() {
+        Err(PoolError::Cancelled { pool: name }) => assert_eq!(name, "one"),
+        other => panic!("expected a cancelled wait, got {other:?}"),
+    }
+    assert_eq!(pool.status().waiters, 2);
+
+    // The others keep their order: the connection goes to the first, then the third.
+    drop(held);
+    let conn = first.await.unwrap().expect("the first waiter is served");
+    assert!(!pool.cancel_wait(7), "served: nothing left to cancel");
+    drop(conn);
+    third.await.unwrap().expect("the third waiter is served");
+    assert_eq!(
+        pool.stats().timeouts_total,
+        0,
+        "a cancelled wait is no timeout"
+    );
+}

@@ -340,28 +340,29 @@ async fn acquire(shared: &Shared, pool: &ProxyPool) -> Result<Pooled<ServerConne
 }
 
 /// Waits for a server connection from the pool's acquire. `Ok(None)` when a CancelRequest for
-/// this client ended the wait; the wait comes back with the connection when there was one (the
-/// client counts as waiting until its cancel target is set).
+/// this client ended the wait (in the pool, under the client's key: see
+/// [`crate::cancel::CancelRegistry::cancel`]); the wait comes back with the connection when
+/// there was one (the client counts as waiting until its cancel target is set).
 async fn acquire_cancellable<'a>(
     pool: &ProxyPool,
     timeout: Duration,
     cancel: &'a CancelSlot,
 ) -> Result<Option<(Pooled<ServerConnector>, Option<WaitForServer<'a>>)>, SessionEnd> {
-    // The pool's acquire future itself (no wrapper to map its error): every poll of a waiting
-    // client walks one state machine less.
-    let mut acquiring = std::pin::pin!(pool.pool.get_timeout(timeout));
+    // The pool's acquire future itself (no wrapper to map its error, no `select!` beside it):
+    // every poll of a waiting client walks one state machine.
+    let mut acquiring = std::pin::pin!(pool.pool.get_cancellable(timeout, cancel.key()));
     if let Poll::Ready(acquired) =
         std::future::poll_fn(|cx| Poll::Ready(acquiring.as_mut().poll(cx))).await
     {
         return Ok(Some((acquired.map_err(acquire_failed)?, None)));
     }
+    // Queued under the client's key: from now on a cancel for it ends the wait.
     let wait = cancel.waiting_for_server();
-    let server = tokio::select! {
-        biased;
-        acquired = &mut acquiring => acquired.map_err(acquire_failed)?,
-        _ = wait.cancelled() => return Ok(None),
-    };
-    Ok(Some((server, Some(wait))))
+    match acquiring.await {
+        Ok(server) => Ok(Some((server, Some(wait)))),
+        Err(PoolError::Cancelled { .. }) => Ok(None),
+        Err(e) => Err(acquire_failed(e)),
+    }
 }
 
 /// What a client is told when no server connection could be had for it.
@@ -370,6 +371,8 @@ fn acquire_failed(e: PoolError) -> SessionEnd {
         PoolError::Timeout { .. } => fatal("53300", format!("pgwarden: query_wait_timeout: {e}")),
         PoolError::Unavailable { .. } => fatal("08006", format!("pgwarden: {e}")),
         PoolError::Closed { .. } => fatal("57P01", "pgwarden is shutting down"),
+        // Only a keyed wait is cancelled, and `acquire_cancellable` handles that itself.
+        PoolError::Cancelled { .. } => fatal("57014", "canceling statement due to user request"),
         PoolError::ConnectFailed { ref error, .. } => {
             connect_failed(error.downcast_ref::<ServerError>(), &e)
         }
@@ -484,7 +487,6 @@ impl Session {
     /// Keeps what outlives a transaction; call only when [`Session::idle`].
     fn into_idle(self: Box<Self>) -> IdleSession {
         let s = *self;
-        s.cancel.forget_wait();
         IdleSession {
             pool: s.pool,
             statements: s.statements,

@@ -68,7 +68,12 @@ pub(crate) async fn read_startup(
                 ));
             }
             Ok(Some(StartupPacket::Cancel(request))) => {
-                shared.cancels.cancel(&request).await;
+                shared
+                    .cancels
+                    .cancel(&request, |key| {
+                        shared.pools.all().iter().any(|p| p.pool.cancel_wait(key))
+                    })
+                    .await;
                 return Ok(None);
             }
             Ok(Some(StartupPacket::Startup(mut startup))) => {
