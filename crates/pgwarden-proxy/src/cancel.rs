@@ -141,7 +141,7 @@ impl CancelSlot {
     /// The key under which the client waits in a pool ([`pgwarden_pool::Pool::get_cancellable`]):
     /// its process id, unique among connected clients and never 0.
     pub(crate) fn key(&self) -> u64 {
-        self.process_id as u64
+        wait_key(self.process_id)
     }
 
     /// Marks the client as waiting for a server connection (under [`CancelSlot::key`]) until
@@ -214,6 +214,11 @@ struct SlotState {
 
 type SharedState = Arc<Mutex<SlotState>>;
 
+/// A client's key for waits in a pool: its process id (positive, never 0).
+fn wait_key(process_id: i32) -> u64 {
+    process_id as u64
+}
+
 /// Every connected client's key.
 #[derive(Debug, Default)]
 pub(crate) struct CancelRegistry {
@@ -251,28 +256,32 @@ impl CancelRegistry {
         request: &CancelRequest,
         end_wait: impl FnOnce(u64) -> bool,
     ) -> bool {
-        let target = {
+        let state = {
             let slots = self.slots.lock();
             match slots.get(&request.process_id) {
                 // Constant-time comparison is unnecessary for a 4-byte key checked once per
                 // connection attempt, but a mismatch must never reveal which part was wrong.
                 Some((key, state)) if request.secret_key.as_ref() == key.as_slice() => {
-                    let mut state = state.lock();
-                    if state.waiting {
-                        // Until the session has its server connection and points its target
-                        // at it, its request has reached no server. Marked first: if the pool
-                        // hands it a connection before the wait is ended there, the session
-                        // sees the mark when it takes the connection and gives it back.
-                        state.cancelled = true;
-                        drop(state);
-                        drop(slots);
-                        end_wait(request.process_id as u64);
-                        return true;
-                    }
-                    state.target.as_ref().map(CancelTarget::begin)
+                    Arc::clone(state)
                 }
-                _ => None,
+                _ => return false,
             }
+        };
+        let target = {
+            let mut state = state.lock();
+            if state.waiting {
+                // Until the session has its server connection and points its target at it,
+                // its request has reached no server. Marked first: if the pool hands it a
+                // connection before the wait is ended there, the session sees the mark when
+                // it takes the connection and gives it back. The wait is ended under the
+                // slot's lock, so the session cannot have begun its next wait (under the same
+                // key) in between: this cancel ends this wait and no later one. (Neither the
+                // session nor the pool takes a slot's lock while holding a pool's.)
+                state.cancelled = true;
+                end_wait(wait_key(request.process_id));
+                return true;
+            }
+            state.target.as_ref().map(CancelTarget::begin)
         };
         match target {
             Some(cancel) => cancel.send().await,
@@ -306,6 +315,9 @@ mod tests {
         let slot = registry.register();
         let ended = std::cell::Cell::new(None);
         let end = |key| {
+            // Under the slot's lock: the session cannot begin its next wait (same key) before
+            // this one is ended.
+            assert!(slot.state.try_lock().is_none(), "the slot must be locked");
             ended.set(Some(key));
             true
         };
