@@ -119,6 +119,10 @@ fn main() -> anyhow::Result<()> {
     }
     // Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
     let memory_only = args.iter().any(|a| a == "--memory-only");
+    anyhow::ensure!(
+        !(memory_only && only.is_some()),
+        "--workload runs pgbench rounds and --memory-only none: give one of them"
+    );
     if memory_only {
         plan.workloads.clear();
     }

@@ -48,30 +48,17 @@ impl Workload {
 /// against the cluster before each round of a writing workload, so every target starts from
 /// the same tables and no round inherits the dead rows (or the checkpoint) of the one before.
 pub(crate) fn reset_tables(bin_dir: &Path, port: u16) -> anyhow::Result<()> {
-    let local = bin_dir.join("psql");
-    let psql = if local.exists() {
-        local
-    } else {
-        PathBuf::from("psql")
-    };
-    let mut cmd = Command::new(psql);
-    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U"])
-        .args(["postgres", "-p", &port.to_string(), "-d", "bench"]);
-    // One `-c` each: VACUUM cannot run inside the transaction a single `-c` would make.
-    for sql in [
-        "VACUUM pgbench_branches",
-        "VACUUM pgbench_tellers",
-        "TRUNCATE pgbench_history",
-        "CHECKPOINT",
-    ] {
-        cmd.args(["-c", sql]);
-    }
-    let out = cmd.output().context("run psql")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "resetting the pgbench tables failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    psql_bench(
+        bin_dir,
+        port,
+        &[
+            "VACUUM pgbench_branches",
+            "VACUUM pgbench_tellers",
+            "TRUNCATE pgbench_history",
+            "CHECKPOINT",
+        ],
+    )
+    .context("resetting the pgbench tables")?;
     Ok(())
 }
 
@@ -116,12 +103,45 @@ impl Round {
 
 /// The pgbench next to the server binaries, else the one on PATH.
 pub(crate) fn pgbench_path(bin_dir: &Path) -> PathBuf {
-    let local = bin_dir.join("pgbench");
+    client_tool(bin_dir, "pgbench")
+}
+
+/// A client program next to the server binaries, else the one on PATH.
+fn client_tool(bin_dir: &Path, name: &str) -> PathBuf {
+    let local = bin_dir.join(name);
     if local.exists() {
         local
     } else {
-        PathBuf::from("pgbench")
+        PathBuf::from(name)
     }
+}
+
+/// Runs each statement with psql in the `bench` database, directly on the cluster, one `-c`
+/// each (so each is a transaction of its own: VACUUM cannot run inside one). Returns the
+/// unaligned, tuples-only output.
+fn psql_bench(bin_dir: &Path, port: u16, statements: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = Command::new(client_tool(bin_dir, "psql"));
+    cmd.args([
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        "127.0.0.1",
+    ])
+    .args(["-U", "postgres", "-p", &port.to_string(), "-d", "bench"]);
+    for sql in statements {
+        cmd.args(["-c", sql]);
+    }
+    let out = cmd.output().context("run psql")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql {statements:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// `pgbench -i` on the `bench` database.
@@ -272,28 +292,12 @@ mod tests {
     use super::*;
 
     fn count_history(cluster: &pgwarden_testkit::PgCluster) -> String {
-        let out = Command::new(cluster.bin_dir().join("psql"))
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "bench",
-            ])
-            .args(["-p", &cluster.port().to_string()])
-            .args(["-c", "SELECT count(*) FROM pgbench_history"])
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        psql_bench(
+            cluster.bin_dir(),
+            cluster.port(),
+            &["SELECT count(*) FROM pgbench_history"],
+        )
+        .unwrap()
     }
 
     #[test]
