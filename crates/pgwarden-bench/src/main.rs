@@ -4,11 +4,9 @@
 //! appended to `docs/BENCHMARKS.md`.
 //!
 //! Usage: `pgwarden-bench [--quick] [--rounds N] [--workload TEXT] [--memory-only]
-//! [--pgwarden PATH]` (run from the repository root). `--rounds` sets the rounds per target and
-//! cell (3 by default, 1 for `--quick`); `--workload` keeps the workloads whose name contains
-//! TEXT (e.g. `tpcb`) and prints the summary without the idle-client memory measurement,
-//! instead of appending it; `--memory-only` skips the pgbench rounds and prints the
-//! idle-client memory table.
+//! [--pgwarden PATH] [--chart CSV]` (run from the repository root; `--help` says what each
+//! does). A missing value, an unknown option or `--workload` with `--memory-only` is refused
+//! before anything runs.
 
 mod chart;
 mod pooler;
@@ -69,15 +67,36 @@ impl Plan {
     }
 }
 
+/// Command line of `pgwarden-bench` (run from the repository root).
+#[derive(Debug, clap::Parser)]
+#[command(about = "pgbench through pgwarden, PgBouncer and directly, side by side")]
+struct Args {
+    /// The short plan (about two minutes): fewer workloads and clients, one round.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per target and cell (default 3, 1 with --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: Option<u32>,
+    /// Only the workloads whose name contains TEXT (e.g. `tpcb`); the summary is printed, not
+    /// appended to docs/BENCHMARKS.md, and idle-client memory is not measured.
+    #[arg(long, value_name = "TEXT", conflicts_with = "memory_only")]
+    workload: Option<String>,
+    /// Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
+    #[arg(long)]
+    memory_only: bool,
+    /// The pgwarden binary to measure.
+    #[arg(long, value_name = "PATH", default_value = "target/release/pgwarden")]
+    pgwarden: PathBuf,
+    /// Redraw the charts of an earlier run from its CSV, and nothing else.
+    #[arg(long, value_name = "CSV")]
+    chart: Option<PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(csv) = args
-        .windows(2)
-        .find(|w| w[0] == "--chart")
-        .map(|w| PathBuf::from(&w[1]))
-    {
+    let args = <Args as clap::Parser>::parse();
+    if let Some(csv) = &args.chart {
         // Redraw the charts of an earlier run from its CSV.
-        let rounds = report::read_csv(&csv)?;
+        let rounds = report::read_csv(csv)?;
         let mut workloads: Vec<String> = Vec::new();
         let mut clients: Vec<u32> = Vec::new();
         for r in &rounds {
@@ -89,27 +108,21 @@ fn main() -> anyhow::Result<()> {
             }
         }
         clients.sort_unstable();
-        for path in chart::draw(&rounds, &workloads, &clients, &csv) {
+        for path in chart::draw(&rounds, &workloads, &clients, csv) {
             println!("{}", path.display());
         }
         return Ok(());
     }
-    let mut plan = if args.iter().any(|a| a == "--quick") {
+    let mut plan = if args.quick {
         Plan::quick()
     } else {
         Plan::full()
     };
-    if let Some(rounds) = args.windows(2).find(|w| w[0] == "--rounds") {
-        plan.rounds =
-            rounds[1].parse().ok().filter(|n| *n > 0).with_context(|| {
-                format!("--rounds wants a positive number, not {:?}", rounds[1])
-            })?;
+    if let Some(rounds) = args.rounds {
+        plan.rounds = rounds;
     }
     // Some workloads only: printed, not appended, and no idle-client measurement.
-    let only = args
-        .windows(2)
-        .find(|w| w[0] == "--workload")
-        .map(|w| w[1].clone());
+    let only = args.workload.clone();
     if let Some(only) = &only {
         plan.workloads.retain(|w| w.name.contains(only.as_str()));
         anyhow::ensure!(
@@ -118,19 +131,11 @@ fn main() -> anyhow::Result<()> {
         );
     }
     // Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
-    let memory_only = args.iter().any(|a| a == "--memory-only");
-    anyhow::ensure!(
-        !(memory_only && only.is_some()),
-        "--workload runs pgbench rounds and --memory-only none: give one of them"
-    );
+    let memory_only = args.memory_only;
     if memory_only {
         plan.workloads.clear();
     }
-    let pgwarden_bin = args
-        .windows(2)
-        .find(|w| w[0] == "--pgwarden")
-        .map(|w| PathBuf::from(&w[1]))
-        .unwrap_or_else(|| PathBuf::from("target/release/pgwarden"));
+    let pgwarden_bin = args.pgwarden;
     anyhow::ensure!(
         pgwarden_bin.exists(),
         "{} not found: build it with `cargo build --release -p pgwarden`",
@@ -305,5 +310,38 @@ mod tests {
             super::round_order(&targets, 2),
             super::round_order(&targets, 0)
         );
+    }
+
+    use super::Args;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("pgwarden-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn options_are_read() {
+        let args = parse(&["--quick", "--rounds", "5", "--workload", "tpcb"]).unwrap();
+        assert!(args.quick && !args.memory_only);
+        assert_eq!(args.rounds, Some(5));
+        assert_eq!(args.workload.as_deref(), Some("tpcb"));
+        assert_eq!(
+            args.pgwarden,
+            std::path::Path::new("target/release/pgwarden")
+        );
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused_before_anything_runs() {
+        // Each of these once ran the whole benchmark and appended it to the docs.
+        for bad in [
+            &["--workload"][..],
+            &["--workloads", "tpcb"],
+            &["--rounds", "0"],
+            &["--rounds", "many"],
+            &["--workload", "tpcb", "--memory-only"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }
