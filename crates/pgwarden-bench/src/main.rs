@@ -78,7 +78,8 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     rounds: Option<u32>,
     /// Only the workloads whose name contains TEXT (e.g. `tpcb`); the summary is printed, not
-    /// appended to docs/BENCHMARKS.md, and idle-client memory is not measured.
+    /// appended to docs/BENCHMARKS.md (the CSV and charts are still written), and idle-client
+    /// memory is not measured.
     #[arg(long, value_name = "TEXT", conflicts_with = "memory_only")]
     workload: Option<String>,
     /// Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
