@@ -158,13 +158,14 @@ impl<T> State<T> {
         );
     }
 
-    /// Drops waiters whose caller gave up.
-    pub(crate) fn prune_waiters(&mut self) {
-        self.waiters.retain(|w| !w.tx.is_closed());
-    }
-
     /// How many connects to start now so that waiters and `min_idle` are served, within the
     /// cap and the parallel-connect limit.
+    ///
+    /// Live waiters are counted only as far as the answer needs (the connects in flight plus
+    /// the most this call may start): while a pool grows under a burst of clients, every
+    /// acquire asks this, and walking the whole queue each time (a cache miss per waiter) made
+    /// the burst quadratic. Waiters whose caller gave up are dropped from the front here; the
+    /// rest go at the handoff or when the reaper runs.
     pub(crate) fn connects_needed(
         &mut self,
         max_size: usize,
@@ -174,13 +175,23 @@ impl<T> State<T> {
         if self.closed || self.open + self.connecting >= max_size {
             return 0;
         }
-        self.prune_waiters();
-        let for_waiters = self.waiters.len().saturating_sub(self.connecting);
+        let room = max_size - (self.open + self.connecting);
+        let most = room.min(max_connecting.saturating_sub(self.connecting));
+        if most == 0 {
+            return 0;
+        }
+        while self.waiters.front().is_some_and(|w| w.tx.is_closed()) {
+            self.waiters.pop_front();
+        }
+        let live = self
+            .waiters
+            .iter()
+            .filter(|w| !w.tx.is_closed())
+            .take(self.connecting + most)
+            .count();
+        let for_waiters = live.saturating_sub(self.connecting);
         let for_min = min_idle.saturating_sub(self.open + self.connecting);
-        let wanted = for_waiters.max(for_min);
-        let room = max_size.saturating_sub(self.open + self.connecting);
-        let parallel = max_connecting.saturating_sub(self.connecting);
-        wanted.min(room).min(parallel)
+        for_waiters.max(for_min).min(most)
     }
 
     /// Hands `slot` to the oldest live waiter (registering the checkout when `track` is set),
@@ -237,5 +248,72 @@ impl<T> State<T> {
     pub(crate) fn record_error(&mut self, kind: &'static str, message: String) {
         *self.errors_by_kind.entry(kind).or_insert(0) += 1;
         self.last_error = Some((message, SystemTime::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queued waiter; `live`: its caller still waits (the receiver is returned to keep it
+    /// open), else the caller gave up.
+    fn queue(st: &mut State<()>, live: bool) -> Option<oneshot::Receiver<Handoff<()>>> {
+        let (tx, rx) = oneshot::channel();
+        st.waiters.push_back(Waiter {
+            tx,
+            location: Location::caller(),
+            deadline: Instant::now() + std::time::Duration::from_secs(60),
+            key: 0,
+        });
+        live.then_some(rx)
+    }
+
+    #[test]
+    fn connects_are_counted_for_live_waiters_only() {
+        let mut st = State::<()>::new();
+        let mut keep = Vec::new();
+        // Given up, live, given up, live, live.
+        for live in [false, true, false, true, true] {
+            keep.push(queue(&mut st, live));
+        }
+        // Three live waiters: three connects, within the cap and the parallel limit.
+        assert_eq!(st.connects_needed(10, 0, 10), 3);
+        assert_eq!(st.connects_needed(10, 0, 2), 2, "parallel limit");
+        assert_eq!(st.connects_needed(2, 0, 10), 2, "cap");
+        // The given-up waiter at the front was dropped, the one between live ones stays
+        // (the handoff skips it).
+        assert_eq!(st.waiters.len(), 4);
+        // Connects in flight serve waiters already.
+        st.connecting = 2;
+        assert_eq!(st.connects_needed(10, 0, 10), 1);
+        st.connecting = 3;
+        assert_eq!(st.connects_needed(10, 0, 10), 0);
+        // `min_idle` asks for connections of its own.
+        st.connecting = 0;
+        assert_eq!(st.connects_needed(10, 5, 10), 5);
+        // A full pool starts nothing.
+        st.open = 10;
+        assert_eq!(st.connects_needed(10, 5, 10), 0);
+    }
+
+    #[test]
+    fn a_long_queue_is_read_only_as_far_as_the_answer_needs() {
+        let mut st = State::<()>::new();
+        let mut keep = Vec::new();
+        for _ in 0..1000 {
+            keep.push(queue(&mut st, true));
+        }
+        assert_eq!(st.connects_needed(10, 0, 4), 4);
+        // Callers far down the queue give up; the count stops before reaching them.
+        keep.truncate(10);
+        assert_eq!(st.connects_needed(10, 0, 4), 4);
+        assert_eq!(
+            st.waiters.len(),
+            1000,
+            "the queue past the first live waiters is left alone"
+        );
+        // All but the first gave up: one connect.
+        keep.truncate(1);
+        assert_eq!(st.connects_needed(10, 0, 4), 1);
     }
 }
