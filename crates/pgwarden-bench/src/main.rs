@@ -123,7 +123,7 @@ fn main() -> anyhow::Result<()> {
         plan.rounds = rounds;
     }
     // Some workloads only: printed, not appended, and no idle-client measurement.
-    let only = args.workload.clone();
+    let only = args.workload;
     if let Some(only) = &only {
         plan.workloads.retain(|w| w.name.contains(only.as_str()));
         anyhow::ensure!(
