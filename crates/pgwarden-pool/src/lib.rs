@@ -57,6 +57,6 @@ pub use connector::{Connector, ReleaseState};
 pub use error::PoolError;
 pub use event::PoolEvent;
 pub use guard::Pooled;
-pub use pool::{CloseReport, Pool};
+pub use pool::{Acquire, CloseReport, Pool};
 pub use state::ConnMeta;
 pub use stats::{Histogram, PoolStats, PoolStatus};

@@ -1,8 +1,11 @@
 //! [`Pool`]: the public API, and the shared core its handles, guards and tasks point at.
 
+use std::future::Future;
 use std::panic::Location;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -57,21 +60,234 @@ impl<C: Connector> Drop for Vetting<'_, C> {
     }
 }
 
-/// The receiving end of a wait. If the waiting caller is cancelled after a connection was
-/// sent but before it was received, dropping the ticket puts the connection back.
-struct WaitTicket<C: Connector> {
-    rx: Option<oneshot::Receiver<crate::state::Handoff<C::Connection>>>,
-    shared: Arc<Shared<C>>,
+/// A checkout in progress: the future [`Pool::get`] and its siblings return. Written by hand
+/// rather than as an `async fn`, so a queued caller's whole state is this struct (the
+/// receiving end of its hand-off, its deadline): a caller woken by a hand-off reads a few
+/// words, not the nested state of an `async fn`. Dropping it gives up the wait; a connection
+/// handed over in the meantime goes back to the pool.
+#[must_use = "futures do nothing unless polled"]
+pub struct Acquire<C: Connector> {
+    /// Moved into the guard when the checkout succeeds.
+    shared: Option<Arc<Shared<C>>>,
+    location: &'static Location<'static>,
+    timeout: Duration,
+    key: u64,
+    /// Read at the first poll.
+    started: Option<Instant>,
+    /// After a connection failed its check the caller waits again at the front of the queue:
+    /// it keeps the place it had.
+    retry: bool,
+    step: Step<C>,
 }
 
-impl<C: Connector> Drop for WaitTicket<C> {
+/// Where an [`Acquire`] is.
+enum Step<C: Connector> {
+    /// Not polled yet, or looking again after a connection failed its check.
+    Look,
+    /// Queued (FIFO) for a hand-off.
+    Queued(oneshot::Receiver<crate::state::Handoff<C::Connection>>),
+    /// Pinging a connection idle for long (rare, so boxed), checked out at the instant kept.
+    Ping(PingVet<C::Connection>, Instant),
+    /// Finished.
+    Done,
+}
+
+/// A connection taken for a caller, and when it was taken.
+type Found<T> = (Slot<T>, Instant);
+
+type PingVet<T> = Pin<Box<dyn Future<Output = Option<Slot<T>>> + Send>>;
+
+impl<C: Connector> Drop for Acquire<C> {
     fn drop(&mut self) {
-        if let Some(mut rx) = self.rx.take() {
+        if let Step::Queued(rx) = &mut self.step {
             rx.close();
             if let Ok(crate::state::Handoff::Conn(slot)) = rx.try_recv() {
-                self.shared.put_back(slot);
+                if let Some(shared) = &self.shared {
+                    shared.put_back(slot);
+                }
             }
         }
+    }
+}
+
+impl<C: Connector> Acquire<C> {
+    fn new(
+        shared: Arc<Shared<C>>,
+        location: &'static Location<'static>,
+        timeout: Duration,
+        key: u64,
+    ) -> Self {
+        Acquire {
+            shared: Some(shared),
+            location,
+            timeout,
+            key,
+            started: None,
+            retry: false,
+            step: Step::Look,
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared<C>> {
+        self.shared.as_ref().expect("taken only when done")
+    }
+
+    /// Ends the checkout with `result`.
+    fn done(&mut self, result: Result<Pooled<C>, PoolError>) -> Poll<Result<Pooled<C>, PoolError>> {
+        self.step = Step::Done;
+        Poll::Ready(result)
+    }
+
+    /// Takes an idle connection (checked out at `started`), or queues the caller.
+    fn look(&mut self, started: Instant) -> Result<Option<Found<C::Connection>>, PoolError> {
+        let shared = self.shared();
+        let (rx, may_grow) = {
+            let mut st = shared.state.lock();
+            if st.closed {
+                return Err(PoolError::Closed {
+                    pool: shared.config.name.clone(),
+                });
+            }
+            if let Some(slot) = st.idle.pop_back() {
+                st.in_use += 1;
+                if shared.config.leak_threshold.is_some() {
+                    st.note_checkout(slot.meta.id, self.location, started);
+                }
+                return Ok(Some((slot, started)));
+            }
+            if st.open == 0 {
+                if let Some(reason) = shared.connector.unavailable() {
+                    return Err(PoolError::Unavailable {
+                        pool: shared.config.name.clone(),
+                        reason,
+                    });
+                }
+            }
+            let deadline = started + self.timeout;
+            let (tx, rx) = oneshot::channel();
+            let waiter = crate::state::Waiter {
+                tx,
+                location: self.location,
+                deadline,
+                key: self.key,
+            };
+            if self.retry {
+                st.waiters.push_front(waiter);
+            } else {
+                st.waiters.push_back(waiter);
+            }
+            // Wake the reaper only if this deadline comes before its current one (with one
+            // timeout for all, never while others are waiting).
+            if st.reaper_target.is_none_or(|t| deadline < t) {
+                st.reaper_target = Some(deadline);
+                shared.reaper.notify_one();
+            }
+            // Only when the pool may grow is a connect worth considering.
+            (rx, st.open + st.connecting < shared.config.max_size)
+        };
+        if may_grow {
+            shared.spawn_connects();
+        }
+        // No timer per wait: the pool's reaper drops waiters past their deadline, which ends
+        // this wait with an error (see `tasks::reap_waiters`).
+        self.step = Step::Queued(rx);
+        Ok(None)
+    }
+}
+
+impl<C: Connector> Future for Acquire<C> {
+    type Output = Result<Pooled<C>, PoolError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let started = *this.started.get_or_insert_with(Instant::now);
+        loop {
+            let (slot, now) = match &mut this.step {
+                Step::Look => match this.look(started) {
+                    Ok(Some(found)) => found,
+                    Ok(None) => continue,
+                    Err(e) => return this.done(Err(e)),
+                },
+                Step::Queued(rx) => {
+                    let outcome = std::task::ready!(Pin::new(rx).poll(cx));
+                    // The receiver is spent: nothing for `drop` to put back.
+                    this.step = Step::Look;
+                    let shared = this.shared();
+                    match outcome {
+                        // Registered for leak detection by the handoff.
+                        Ok(crate::state::Handoff::Conn(slot)) => (slot, Instant::now()),
+                        Ok(crate::state::Handoff::Failed(kind, error)) => {
+                            let pool = shared.config.name.clone();
+                            return this.done(Err(PoolError::ConnectFailed { pool, kind, error }));
+                        }
+                        Ok(crate::state::Handoff::Cancelled) => {
+                            let pool = shared.config.name.clone();
+                            return this.done(Err(PoolError::Cancelled { pool }));
+                        }
+                        Err(_) if shared.state.lock().closed => {
+                            let pool = shared.config.name.clone();
+                            return this.done(Err(PoolError::Closed { pool }));
+                        }
+                        Err(_) => {
+                            let e = shared.timed_out(started.elapsed());
+                            return this.done(Err(e));
+                        }
+                    }
+                }
+                Step::Ping(ping, now) => {
+                    let now = *now;
+                    let vetted = std::task::ready!(ping.as_mut().poll(cx));
+                    this.step = Step::Look;
+                    match vetted {
+                        Some(slot) => {
+                            let shared = this.shared.take().expect("taken only when done");
+                            return this.done(Ok(shared.into_guard(slot, started, now)));
+                        }
+                        None => {
+                            if let Some(e) = this.give_up(started) {
+                                return this.done(Err(e));
+                            }
+                            continue;
+                        }
+                    }
+                }
+                Step::Done => panic!("Acquire polled after completion"),
+            };
+            match this.shared().vet(slot, now) {
+                Vet::Ready(slot) => {
+                    // The guard takes this checkout's handle on the pool: no reference count
+                    // traffic.
+                    let shared = this.shared.take().expect("taken only when done");
+                    return this.done(Ok(shared.into_guard(slot, started, now)));
+                }
+                Vet::Closed => {
+                    if let Some(e) = this.give_up(started) {
+                        return this.done(Err(e));
+                    }
+                }
+                Vet::Ping(slot) => {
+                    // Rare (a connection idle past `check_after_idle`): boxed, so the ping's
+                    // state is not part of every checkout.
+                    let shared = Arc::clone(this.shared());
+                    let deadline = started + this.timeout;
+                    let ping = async move { shared.ping_vet(slot, now, deadline).await };
+                    this.step = Step::Ping(Box::pin(ping), now);
+                }
+            }
+        }
+    }
+}
+
+impl<C: Connector> Acquire<C> {
+    /// After a connection failed its check: the timeout error when the deadline has passed,
+    /// else `None` and the caller looks again from the front of the queue.
+    fn give_up(&mut self, started: Instant) -> Option<PoolError> {
+        if Instant::now() >= started + self.timeout {
+            return Some(self.shared().timed_out(started.elapsed()));
+        }
+        self.retry = true;
+        self.step = Step::Look;
+        None
     }
 }
 
@@ -167,33 +383,22 @@ impl<C: Connector> Pool<C> {
     /// Checks a connection out, waiting in FIFO order up to the acquire timeout. The caller's
     /// source location is recorded for leak reports.
     #[track_caller]
-    pub fn get(
-        &self,
-    ) -> impl std::future::Future<Output = Result<Pooled<C>, PoolError>> + Send + 'static {
+    pub fn get(&self) -> Acquire<C> {
         self.get_timeout(self.shared.config.acquire_timeout)
     }
 
     /// Like [`Pool::get`] with another timeout.
     #[track_caller]
-    pub fn get_timeout(
-        &self,
-        timeout: Duration,
-    ) -> impl std::future::Future<Output = Result<Pooled<C>, PoolError>> + Send + 'static {
-        // The acquire's own future, not one wrapping it: one state machine less for every
-        // poll of a waiting caller to walk through.
-        Arc::clone(&self.shared).acquire(Location::caller(), timeout, 0)
+    pub fn get_timeout(&self, timeout: Duration) -> Acquire<C> {
+        Acquire::new(Arc::clone(&self.shared), Location::caller(), timeout, 0)
     }
 
     /// Like [`Pool::get_timeout`], with a wait that [`Pool::cancel_wait`] can end (with
     /// [`PoolError::Cancelled`]) by `key`: a number the caller chooses, unique among the
     /// callers waiting at once, not 0. Nothing is made or locked per wait for it.
     #[track_caller]
-    pub fn get_cancellable(
-        &self,
-        timeout: Duration,
-        key: u64,
-    ) -> impl std::future::Future<Output = Result<Pooled<C>, PoolError>> + Send + 'static {
-        Arc::clone(&self.shared).acquire(Location::caller(), timeout, key)
+    pub fn get_cancellable(&self, timeout: Duration, key: u64) -> Acquire<C> {
+        Acquire::new(Arc::clone(&self.shared), Location::caller(), timeout, key)
     }
 
     /// Ends the wait of the [`Pool::get_cancellable`] caller waiting with `key`: it returns
@@ -437,124 +642,6 @@ impl<C: Connector> Shared<C> {
         for _ in 0..n {
             self.background
                 .spawn(crate::tasks::connect(Arc::clone(self)));
-        }
-    }
-
-    async fn acquire(
-        self: Arc<Self>,
-        location: &'static Location<'static>,
-        timeout: Duration,
-        key: u64,
-    ) -> Result<Pooled<C>, PoolError> {
-        let started = Instant::now();
-        // After a connection failed its check, the caller waits again at the front of the
-        // queue: it keeps the place it had.
-        let mut retry = false;
-        loop {
-            let next = {
-                let mut st = self.state.lock();
-                if st.closed {
-                    return Err(PoolError::Closed {
-                        pool: self.config.name.clone(),
-                    });
-                }
-                match st.idle.pop_back() {
-                    Some(slot) => {
-                        st.in_use += 1;
-                        if self.config.leak_threshold.is_some() {
-                            st.note_checkout(slot.meta.id, location, started);
-                        }
-                        Ok((slot, started))
-                    }
-                    None => {
-                        if st.open == 0 {
-                            if let Some(reason) = self.connector.unavailable() {
-                                return Err(PoolError::Unavailable {
-                                    pool: self.config.name.clone(),
-                                    reason,
-                                });
-                            }
-                        }
-                        let deadline = started + timeout;
-                        let (tx, rx) = oneshot::channel();
-                        let waiter = crate::state::Waiter {
-                            tx,
-                            location,
-                            deadline,
-                            key,
-                        };
-                        if retry {
-                            st.waiters.push_front(waiter);
-                        } else {
-                            st.waiters.push_back(waiter);
-                        }
-                        // Wake the reaper only if this deadline comes before its current one
-                        // (with one timeout for all, never while others are waiting).
-                        if st.reaper_target.is_none_or(|t| deadline < t) {
-                            st.reaper_target = Some(deadline);
-                            self.reaper.notify_one();
-                        }
-                        // Only when the pool may grow is a connect worth considering.
-                        let may_grow = st.open + st.connecting < self.config.max_size;
-                        Err((rx, may_grow))
-                    }
-                }
-            };
-            let (slot, now) = match next {
-                Ok(found) => found,
-                Err((rx, may_grow)) => {
-                    if may_grow {
-                        self.spawn_connects();
-                    }
-                    let mut ticket = WaitTicket {
-                        rx: Some(rx),
-                        shared: Arc::clone(&self),
-                    };
-                    let rx = ticket.rx.as_mut().expect("just set");
-                    // No timer per wait: the pool's reaper drops waiters past their deadline,
-                    // which ends this wait with an error (see `tasks::reap_waiters`).
-                    let outcome = (&mut *rx).await;
-                    ticket.rx = None;
-                    let slot = match outcome {
-                        Ok(crate::state::Handoff::Conn(slot)) => slot,
-                        Ok(crate::state::Handoff::Failed(kind, error)) => {
-                            return Err(PoolError::ConnectFailed {
-                                pool: self.config.name.clone(),
-                                kind,
-                                error,
-                            });
-                        }
-                        Ok(crate::state::Handoff::Cancelled) => {
-                            return Err(PoolError::Cancelled {
-                                pool: self.config.name.clone(),
-                            });
-                        }
-                        Err(_) if self.state.lock().closed => {
-                            return Err(PoolError::Closed {
-                                pool: self.config.name.clone(),
-                            });
-                        }
-                        Err(_) => return Err(self.timed_out(started.elapsed())),
-                    };
-                    // Registered for leak detection by the handoff.
-                    (slot, Instant::now())
-                }
-            };
-            let vetted = match self.vet(slot, now) {
-                Vet::Ready(slot) => Some(slot),
-                Vet::Closed => None,
-                // Rare (a connection idle past `check_after_idle`): boxed, so the ping's
-                // state is not part of every acquire's future.
-                Vet::Ping(slot) => Box::pin(self.ping_vet(slot, now, started + timeout)).await,
-            };
-            if let Some(slot) = vetted {
-                // The guard takes this call's handle on the pool: no reference count traffic.
-                return Ok(self.into_guard(slot, started, now));
-            }
-            if Instant::now() >= started + timeout {
-                return Err(self.timed_out(started.elapsed()));
-            }
-            retry = true;
         }
     }
 

@@ -152,3 +152,31 @@ async fn cancel_wait_ends_only_the_wait_with_that_key() {
         "a cancelled wait is no timeout"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_dropped_after_the_handoff_puts_the_connection_back() {
+    let (pool, server) = pool(one_slot());
+    let held = pool.get().await.unwrap();
+    let mut waiting = pool.get_timeout(Duration::from_secs(30));
+    // Polled once: queued.
+    assert!(futures_poll_once(&mut waiting).is_pending());
+    assert_eq!(pool.status().waiters, 1);
+    // The connection is handed to the waiter, which gives up before it looks.
+    drop(held);
+    drop(waiting);
+    let status = pool.status();
+    assert_eq!(
+        (status.size, status.idle, status.in_use, status.waiters),
+        (1, 1, 0, 0),
+        "the handed-over connection is idle again, not lost"
+    );
+    let conn = pool.get_now().expect("the connection is back");
+    assert_eq!(conn.id, 1);
+    assert_eq!(server.alive.load(SeqCst), 1);
+}
+
+/// Polls `fut` once with a waker that does nothing.
+fn futures_poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(fut).poll(&mut cx)
+}
