@@ -168,8 +168,9 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_acquire_is_a_small_future() {
         // Every client waiting for a server connection keeps this future in its task (a
-        // thousand of them at a thousand clients): the rare checkout ping is boxed apart, not
-        // laid out in it (it was 1,104 bytes with it in a release build).
+        // thousand of them at a thousand clients). It is a hand-written struct, the rare
+        // checkout ping boxed apart (as an `async fn` with the ping laid out in it, it was
+        // 1,104 bytes in a release build; without the ping, 328).
         let pools = PoolSet::default();
         let pool = pools
             .get_or_create(
@@ -182,6 +183,6 @@ mod tests {
             .unwrap();
         let acquire = pool.pool.get();
         let size = std::mem::size_of_val(&acquire);
-        assert!(size <= 512, "the acquire future takes {size} bytes");
+        assert!(size <= 128, "the acquire future takes {size} bytes");
     }
 }

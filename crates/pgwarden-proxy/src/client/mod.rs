@@ -19,8 +19,8 @@ mod turn;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::buffers;
-use crate::cancel::{CancelSlot, CancelTarget, WaitForServer};
+use crate::cancel::{CancelSlot, CancelTarget};
 use crate::config::PoolMode;
 use crate::params::SessionParams;
 use crate::pools::ProxyPool;
@@ -339,39 +339,13 @@ async fn acquire(shared: &Shared, pool: &ProxyPool) -> Result<Pooled<ServerConne
         .map_err(acquire_failed)
 }
 
-/// Waits for a server connection from the pool's acquire. `Ok(None)` when a CancelRequest for
-/// this client ended the wait (in the pool, under the client's key: see
-/// [`crate::cancel::CancelRegistry::cancel`]); the wait comes back with the connection when
-/// there was one (the client counts as waiting until its cancel target is set).
-async fn acquire_cancellable<'a>(
-    pool: &ProxyPool,
-    timeout: Duration,
-    cancel: &'a CancelSlot,
-) -> Result<Option<(Pooled<ServerConnector>, Option<WaitForServer<'a>>)>, SessionEnd> {
-    // The pool's acquire future itself (no wrapper to map its error, no `select!` beside it):
-    // every poll of a waiting client walks one state machine.
-    let mut acquiring = std::pin::pin!(pool.pool.get_cancellable(timeout, cancel.key()));
-    if let Poll::Ready(acquired) =
-        std::future::poll_fn(|cx| Poll::Ready(acquiring.as_mut().poll(cx))).await
-    {
-        return Ok(Some((acquired.map_err(acquire_failed)?, None)));
-    }
-    // Queued under the client's key: from now on a cancel for it ends the wait.
-    let wait = cancel.waiting_for_server();
-    match acquiring.await {
-        Ok(server) => Ok(Some((server, Some(wait)))),
-        Err(PoolError::Cancelled { .. }) => Ok(None),
-        Err(e) => Err(acquire_failed(e)),
-    }
-}
-
 /// What a client is told when no server connection could be had for it.
 fn acquire_failed(e: PoolError) -> SessionEnd {
     match e {
         PoolError::Timeout { .. } => fatal("53300", format!("pgwarden: query_wait_timeout: {e}")),
         PoolError::Unavailable { .. } => fatal("08006", format!("pgwarden: {e}")),
         PoolError::Closed { .. } => fatal("57P01", "pgwarden is shutting down"),
-        // Only a keyed wait is cancelled, and `acquire_cancellable` handles that itself.
+        // Only a keyed wait is cancelled, and the forwarding loop handles that itself.
         PoolError::Cancelled { .. } => fatal("57014", "canceling statement due to user request"),
         PoolError::ConnectFailed { ref error, .. } => {
             connect_failed(error.downcast_ref::<ServerError>(), &e)
@@ -467,6 +441,8 @@ pub(crate) struct Session {
     wait_cancelled: bool,
     /// Reads known to be pending (see [`turn::Armed`]).
     armed: turn::Armed,
+    /// The wait for a server connection in progress.
+    acquiring: Option<pgwarden_pool::Acquire<ServerConnector>>,
 }
 
 /// What a parked session keeps (see [`park`]): everything that outlives a transaction. The
@@ -527,6 +503,7 @@ impl IdleSession {
             skip_until_sync: false,
             wait_cancelled: false,
             armed: turn::Armed::default(),
+            acquiring: None,
         })
     }
 }
@@ -627,7 +604,60 @@ impl Session {
         let query_timeout = self.shared.config.query_timeout;
         loop {
             if self.handle_client_messages()? {
-                self.wait_for_server().await?;
+                // No server connection was idle for the client's next message: wait for one.
+                // The pool's acquire is a plain struct polled right here (no `async fn` of its
+                // own, no `select!` beside it): a waiting client woken by the hand-off walks
+                // this loop's state machine and the acquire's few words, nothing more.
+                let acquiring = self.acquiring.insert(
+                    self.pool
+                        .pool
+                        .get_cancellable(self.shared.config.query_wait_timeout, self.cancel.key()),
+                );
+                let cancel = &self.cancel;
+                let mut wait = None;
+                let acquired = std::future::poll_fn(|cx| {
+                    let polled = Pin::new(&mut *acquiring).poll(cx);
+                    if polled.is_pending() && wait.is_none() {
+                        // Queued under the client's key: from now on a cancel for it ends the
+                        // wait in the pool (see [`crate::cancel::CancelRegistry::cancel`]);
+                        // the client counts as waiting until its cancel target is set.
+                        wait = Some(cancel.waiting_for_server());
+                    }
+                    polled
+                })
+                .await;
+                self.acquiring = None;
+                let server = match acquired {
+                    Ok(server) => server,
+                    Err(PoolError::Cancelled { .. }) => {
+                        // The next `take_server_now` fails the message that waited.
+                        drop(wait);
+                        self.wait_cancelled = true;
+                        continue;
+                    }
+                    Err(e) => return Err(acquire_failed(e)),
+                };
+                if let Some(target) = &server.cancel {
+                    // A cancel meant for the connection's previous transaction is not over
+                    // yet: it must not land on this one.
+                    if target.busy() {
+                        // Boxed: rare, and its timer would otherwise be part of every
+                        // session's task.
+                        Box::pin(target.wait_idle()).await;
+                    }
+                }
+                let mut target = server.cancel.as_ref().map(Arc::clone);
+                // `finish` ends the wait and sets the target under the slot's lock, so no
+                // cancel falls in between.
+                if wait.is_some_and(|wait| wait.finish(target.take())) {
+                    // A cancel during the wait: the connection goes back to the pool unused.
+                    self.wait_cancelled = true;
+                    continue;
+                }
+                if target.is_some() {
+                    self.cancel.set_target(target);
+                }
+                self.hold_server(server);
                 continue;
             }
             self.write_now(client)?;
@@ -806,7 +836,7 @@ impl Session {
     /// usual case (no future built, no lock taken for a cancellable wait). `Some(false)` when a
     /// CancelRequest ended the last wait for one (see [`crate::cancel`]): the message fails
     /// without reaching a server. `None` when the client has to wait
-    /// ([`Session::wait_for_server`]).
+    /// (in [`Session::event_loop`]).
     pub(super) fn take_server_now(&mut self) -> Option<bool> {
         if std::mem::take(&mut self.wait_cancelled) {
             return Some(false);
@@ -825,43 +855,6 @@ impl Session {
         }
         self.hold_server(server);
         Some(true)
-    }
-
-    /// Waits for a server connection (none was idle for the client's next message). When a
-    /// CancelRequest for this client ends the wait, the next [`Session::take_server_now`]
-    /// says so.
-    async fn wait_for_server(&mut self) -> Result<(), SessionEnd> {
-        let Some((server, wait)) = acquire_cancellable(
-            &self.pool,
-            self.shared.config.query_wait_timeout,
-            &self.cancel,
-        )
-        .await?
-        else {
-            self.wait_cancelled = true;
-            return Ok(());
-        };
-        if let Some(target) = &server.cancel {
-            // A cancel meant for the connection's previous transaction is not over yet: it
-            // must not land on this one.
-            if target.busy() {
-                // Boxed: rare, and its timer would otherwise be part of every session's task.
-                Box::pin(target.wait_idle()).await;
-            }
-        }
-        let mut target = server.cancel.as_ref().map(Arc::clone);
-        // After a cancellable wait, `finish` sets the target (under the slot's lock, so no
-        // cancel falls in between); the wait, which borrows the slot, ends here.
-        if wait.is_some_and(|wait| wait.finish(target.take())) {
-            // A cancel during the wait: the connection goes back to the pool unused.
-            self.wait_cancelled = true;
-            return Ok(());
-        }
-        if target.is_some() {
-            self.cancel.set_target(target);
-        }
-        self.hold_server(server);
-        Ok(())
     }
 
     /// Makes `server` the session's server connection (its cancel target is set already).
