@@ -138,6 +138,17 @@ impl<C: Connector> Acquire<C> {
         Poll::Ready(result)
     }
 
+    /// After a connection failed its check: the timeout error when the deadline has passed,
+    /// else `None` and the caller looks again from the front of the queue.
+    fn give_up(&mut self, started: Instant) -> Option<PoolError> {
+        if Instant::now() >= started + self.timeout {
+            return Some(self.shared().timed_out(started.elapsed()));
+        }
+        self.retry = true;
+        self.step = Step::Look;
+        None
+    }
+
     /// Takes an idle connection (checked out at `started`), or queues the caller.
     fn look(&mut self, started: Instant) -> Result<Option<Found<C::Connection>>, PoolError> {
         let shared = self.shared();
@@ -275,19 +286,6 @@ impl<C: Connector> Future for Acquire<C> {
                 }
             }
         }
-    }
-}
-
-impl<C: Connector> Acquire<C> {
-    /// After a connection failed its check: the timeout error when the deadline has passed,
-    /// else `None` and the caller looks again from the front of the queue.
-    fn give_up(&mut self, started: Instant) -> Option<PoolError> {
-        if Instant::now() >= started + self.timeout {
-            return Some(self.shared().timed_out(started.elapsed()));
-        }
-        self.retry = true;
-        self.step = Step::Look;
-        None
     }
 }
 
