@@ -42,11 +42,14 @@ impl Workload {
     }
 }
 
-/// What pgbench itself does before a run unless told not to (`-n`, which every round passes,
-/// since its own vacuum would go through the target): vacuums the two small tables every
-/// TPC-B-like transaction updates, empties the history table; then a checkpoint. Run directly
-/// against the cluster before each round of a writing workload, so every target starts from
-/// the same tables and no round inherits the dead rows (or the checkpoint) of the one before.
+/// What pgbench itself does before a run with `-v` unless told not to (`-n`, which every round
+/// passes, since its own vacuum would go through the target): vacuums the two small tables
+/// every TPC-B-like transaction updates, empties the history table, vacuums the accounts;
+/// then a checkpoint. Run directly against the cluster before each round of a writing
+/// workload, so every target starts from the same tables and no round inherits the dead rows
+/// (or the checkpoint) of the one before. (Without the accounts' vacuum, a pooler's rounds
+/// found the dead row versions of every earlier round of the run: the one going second in a
+/// round found one round's more than the one going first.)
 pub(crate) fn reset_tables(bin_dir: &Path, port: u16) -> anyhow::Result<()> {
     psql_bench(
         bin_dir,
@@ -55,6 +58,7 @@ pub(crate) fn reset_tables(bin_dir: &Path, port: u16) -> anyhow::Result<()> {
             "VACUUM pgbench_branches",
             "VACUUM pgbench_tellers",
             "TRUNCATE pgbench_history",
+            "VACUUM ANALYZE pgbench_accounts",
             "CHECKPOINT",
         ],
     )
@@ -300,6 +304,18 @@ mod tests {
         .unwrap()
     }
 
+    /// How often each table a TPC-B-like transaction updates has been vacuumed.
+    fn vacuum_counts(cluster: &pgwarden_testkit::PgCluster) -> String {
+        psql_bench(
+            cluster.bin_dir(),
+            cluster.port(),
+            &["SELECT string_agg(relname || '=' || vacuum_count, ' ' ORDER BY relname) \
+               FROM pg_stat_user_tables \
+               WHERE relname IN ('pgbench_accounts', 'pgbench_branches', 'pgbench_tellers')"],
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_writing_round_starts_from_reset_tables() {
         let cluster = pgwarden_testkit::PgCluster::start().expect("start PostgreSQL");
@@ -318,10 +334,29 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(count_history(&cluster), "20");
+        let before = vacuum_counts(&cluster);
 
         assert!(Workload::tpcb("simple").writes());
         assert!(!Workload::select_only("simple").writes());
         reset_tables(cluster.bin_dir(), cluster.port()).unwrap();
         assert_eq!(count_history(&cluster), "0");
+        // Each of the three updated tables was vacuumed once more (the counts are reported
+        // when each VACUUM ends; polled in case the server publishes them late).
+        let expected: String = before
+            .split(' ')
+            .map(|entry| {
+                let (table, n) = entry.split_once('=').expect("table=count");
+                format!("{table}={}", n.parse::<u64>().expect("a count") + 1)
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(expected.split(' ').count(), 3, "{before}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut after = vacuum_counts(&cluster);
+        while after != expected && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            after = vacuum_counts(&cluster);
+        }
+        assert_eq!(after, expected);
     }
 }
