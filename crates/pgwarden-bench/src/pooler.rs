@@ -128,7 +128,7 @@ fn wait_listening(port: u16, child: &mut Child, name: &str) -> anyhow::Result<()
 /// (`kernel.sched_autogroup_enabled`, the default on Debian), a pooler left in the benchmark's
 /// session would share one slice of the CPU with pgbench and be preempted by every backend it
 /// wakes. `setsid` (util-linux) replaces itself with `program`: the process id stays the
-/// pooler's, which `cpu_seconds` and `rss_kib` read.
+/// pooler's, which `cpu_times` and `rss_kib` read.
 fn in_own_session(program: &Path) -> Command {
     match ["/usr/bin/setsid", "/bin/setsid"]
         .iter()
@@ -234,20 +234,11 @@ impl Pooler {
         })
     }
 
-    /// User plus system CPU time of the process so far, in seconds.
-    pub(crate) fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // After the command: state is field 3, utime 14 and stime 15 (1-based over the line).
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / 100.0
+    /// User and system CPU time of the process so far, in seconds.
+    pub(crate) fn cpu_times(&self) -> CpuTimes {
+        CpuTimes::from_stat(
+            &std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default(),
+        )
     }
 
     /// Resident memory in KiB.
@@ -277,5 +268,66 @@ impl Drop for Pooler {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds a process used, from `/proc/PID/stat` (in clock ticks of 1/100 s).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct CpuTimes {
+    pub(crate) user: f64,
+    pub(crate) system: f64,
+}
+
+impl CpuTimes {
+    /// Reads a `/proc/PID/stat` line: after the command (in parentheses, which may hold
+    /// spaces and parentheses itself) state is field 3, utime 14 and stime 15 (1-based over
+    /// the whole line). Zero where the line is unreadable.
+    fn from_stat(stat: &str) -> CpuTimes {
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        CpuTimes {
+            user: ticks(11) / 100.0,
+            system: ticks(12) / 100.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuTimes;
+
+    #[test]
+    fn cpu_times_are_read_after_the_command_name() {
+        let stat = "4242 (pg (w) ard) S 1 4242 4242 0 -1 4194560 1520 0 0 0 731 246 0 0 20 0 3 0 \
+                    123 456 789";
+        assert_eq!(
+            CpuTimes::from_stat(stat),
+            CpuTimes {
+                user: 7.31,
+                system: 2.46
+            }
+        );
+        assert_eq!(CpuTimes::from_stat(""), CpuTimes::default());
+        // This process's own line parses: busy for a while, its CPU time grows.
+        let read = || CpuTimes::from_stat(&std::fs::read_to_string("/proc/self/stat").unwrap());
+        let total = |t: CpuTimes| t.user + t.system;
+        let before = read();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut x = 0u64;
+        while total(read()) <= total(before) && std::time::Instant::now() < deadline {
+            for i in 0..1_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(i));
+            }
+        }
+        std::hint::black_box(x);
+        let after = read();
+        assert!(total(after) > total(before), "{before:?} then {after:?}");
+        assert!(after.user >= before.user && after.system >= before.system);
     }
 }

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::Context as _;
+
 use crate::run::Round;
 use crate::Plan;
 
@@ -96,14 +98,20 @@ pub(crate) fn write_csv(rounds: &[Round]) -> anyhow::Result<PathBuf> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     let path = dir.join(format!("{stamp}.csv"));
+    std::fs::write(&path, csv_text(rounds))?;
+    Ok(path)
+}
+
+/// The rows of [`write_csv`]'s file, with their header.
+fn csv_text(rounds: &[Round]) -> String {
     let mut out = String::from(
-        "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,pooler_cpu_seconds,pooler_rss_kb,error\n",
+        "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,pooler_cpu_seconds,pooler_rss_kb,pooler_user_cpu_seconds,error\n",
     );
     for r in rounds {
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{:.3},{},{}",
+            "{},{},{},{},{},{},{},{},{:.3},{},{},{}",
             r.target,
             r.workload,
             r.clients,
@@ -114,21 +122,32 @@ pub(crate) fn write_csv(rounds: &[Round]) -> anyhow::Result<PathBuf> {
             r.transactions,
             r.cpu_seconds,
             r.rss_kb,
+            opt(r.user_cpu_seconds),
             r.error.as_deref().unwrap_or("").replace(',', ";")
         );
     }
-    std::fs::write(&path, out)?;
-    Ok(path)
+    out
 }
 
-/// Reads rows written by [`write_csv`].
+/// Reads rows written by [`write_csv`], also those of runs before the user CPU column.
 pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<Round>> {
-    let text = std::fs::read_to_string(path)?;
+    parse_csv(&std::fs::read_to_string(path)?)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+fn parse_csv(text: &str) -> anyhow::Result<Vec<Round>> {
     let num = |s: &str| s.parse::<f64>().ok();
+    let with_user = text
+        .lines()
+        .next()
+        .is_some_and(|header| header.contains(",pooler_user_cpu_seconds,"));
+    let columns = if with_user { 12 } else { 11 };
     let mut rounds = Vec::new();
     for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.splitn(11, ',').collect();
-        anyhow::ensure!(f.len() == 11, "bad line in {}: {line}", path.display());
+        // The error is the last column: commas in it were replaced when it was written.
+        let mut f: Vec<&str> = line.splitn(columns, ',').collect();
+        anyhow::ensure!(f.len() == columns, "bad line: {line}");
+        let user_cpu_seconds = if with_user { num(f.remove(10)) } else { None };
         let target = match f[0] {
             "direct" => "direct",
             "pgbouncer" => "pgbouncer",
@@ -145,6 +164,7 @@ pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<Round>> {
             transactions: f[7].parse()?,
             cpu_seconds: num(f[8]).unwrap_or(0.0),
             rss_kb: f[9].parse()?,
+            user_cpu_seconds,
             error: (!f[10].is_empty()).then(|| f[10].to_string()),
         });
     }
@@ -163,6 +183,8 @@ struct Cell {
     tps: Option<f64>,
     p99: Option<f64>,
     cpu: Option<f64>,
+    user: Option<f64>,
+    system: Option<f64>,
     error: Option<String>,
 }
 
@@ -183,6 +205,18 @@ fn cell(rounds: &[Round], target: &str, workload: &str, clients: u32) -> Cell {
             mine.iter()
                 .filter(|r| r.error.is_none())
                 .filter_map(|r| r.cpu_ms_per_1k())
+                .collect(),
+        ),
+        user: median(
+            mine.iter()
+                .filter(|r| r.error.is_none())
+                .filter_map(|r| r.user_ms_per_1k())
+                .collect(),
+        ),
+        system: median(
+            mine.iter()
+                .filter(|r| r.error.is_none())
+                .filter_map(|r| r.system_ms_per_1k())
                 .collect(),
         ),
         error: mine.iter().find_map(|r| r.error.clone()),
@@ -258,6 +292,7 @@ pub(crate) fn markdown(
         }
     }
     md.push_str(&per_round_markdown(plan, rounds));
+    md.push_str(&cpu_split_markdown(plan, rounds));
     if !failures.is_empty() {
         let _ = writeln!(md, "\nFailed runs (no TPS recorded):\n");
         for f in failures {
@@ -367,6 +402,43 @@ fn per_round_markdown(plan: &Plan, rounds: &[Round]) -> String {
     md
 }
 
+/// Each pooler's CPU per transaction split into user and system (kernel) time: the system
+/// part is mostly the socket calls both poolers make alike, the user part is each one's own
+/// code. Empty when no round recorded the split (rows of older runs).
+fn cpu_split_markdown(plan: &Plan, rounds: &[Round]) -> String {
+    let mut md = String::new();
+    if rounds.iter().all(|r| r.user_cpu_seconds.is_none()) {
+        return md;
+    }
+    let _ = writeln!(
+        md,
+        "\nPooler CPU in ms per 1,000 transactions, user and system time (medians over rounds):\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | clients | user PgBouncer | user pgwarden | user pgwarden/PgBouncer | system PgBouncer | system pgwarden | system pgwarden/PgBouncer |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    for w in &plan.workloads {
+        for &c in &plan.clients {
+            let b = cell(rounds, "pgbouncer", &w.name, c);
+            let p = cell(rounds, "pgwarden", &w.name, c);
+            let _ = writeln!(
+                md,
+                "| {} | {c} | {} | {} | {} | {} | {} | {} |",
+                w.name,
+                fmt_opt(b.user, 2),
+                fmt_opt(p.user, 2),
+                ratio(p.user, b.user),
+                fmt_opt(b.system, 2),
+                fmt_opt(p.system, 2),
+                ratio(p.system, b.system),
+            );
+        }
+    }
+    md
+}
+
 /// The memory table and how to read it.
 pub(crate) fn memory_markdown(memory: &[Memory]) -> String {
     let mut md = String::new();
@@ -428,6 +500,7 @@ mod tests {
             latency_p99_ms: Some(2.0),
             transactions: 1_000,
             cpu_seconds: cpu,
+            user_cpu_seconds: Some(cpu / 4.0),
             rss_kb: 0,
             error: tps.is_none().then(|| "failed".to_string()),
         }
@@ -455,5 +528,72 @@ mod tests {
             paired_text(&paired(&rounds, "other", 10, |r| r.tps), true),
             "–"
         );
+    }
+
+    #[test]
+    fn csv_rows_read_back_with_and_without_the_user_cpu_column() {
+        let mut rounds = vec![
+            round("pgbouncer", 0, Some(100.0), 0.020),
+            round("pgwarden", 0, None, 0.0),
+        ];
+        rounds[1].error = Some("ERROR:  prepared statement \"P_0\", already exists".into());
+        let back = parse_csv(&csv_text(&rounds)).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].user_cpu_seconds, Some(0.005));
+        assert_eq!(back[0].cpu_seconds, 0.020);
+        assert_eq!(back[0].tps, Some(100.0));
+        assert_eq!(back[1].tps, None);
+        assert_eq!(
+            back[1].error.as_deref(),
+            Some("ERROR:  prepared statement \"P_0\"; already exists")
+        );
+        // A file of a run before the column: the same rows, no user time.
+        let old = "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,\
+                   pooler_cpu_seconds,pooler_rss_kb,error\n\
+                   pgwarden,w,10,0,110.000,1.000,2.000,1000,0.018,5000,\n";
+        let back = parse_csv(old).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].user_cpu_seconds, None);
+        assert_eq!(back[0].cpu_seconds, 0.018);
+        assert_eq!(back[0].rss_kb, 5000);
+        assert!(back[0].error.is_none());
+        assert!(parse_csv(
+            "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,\
+             pooler_cpu_seconds,pooler_rss_kb,pooler_user_cpu_seconds,error\n\
+             pgwarden,w,10,0\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_cpu_split_table_gives_user_and_system_time_per_pooler() {
+        let plan = Plan {
+            workloads: vec![crate::run::Workload::select_only("simple")],
+            clients: vec![10],
+            ..Plan::full()
+        };
+        let name = plan.workloads[0].name.clone();
+        let mut rounds = vec![
+            round("pgbouncer", 0, Some(100.0), 0.020),
+            round("pgwarden", 0, Some(100.0), 0.024),
+            round("pgwarden", 1, Some(100.0), 0.030),
+            round("pgbouncer", 1, Some(100.0), 0.028),
+        ];
+        for r in &mut rounds {
+            r.workload = name.clone();
+        }
+        // user = cpu / 4: PgBouncer 5 and 7 ms per 1,000 transactions, pgwarden 6 and 7.5;
+        // the medians of two rounds are their higher values.
+        let md = cpu_split_markdown(&plan, &rounds);
+        assert!(
+            md.contains(&format!(
+                "| {name} | 10 | 7.00 | 7.50 | 1.07 | 21.00 | 22.50 | 1.07 |"
+            )),
+            "{md}"
+        );
+        for r in &mut rounds {
+            r.user_cpu_seconds = None;
+        }
+        assert_eq!(cpu_split_markdown(&plan, &rounds), "");
     }
 }

@@ -78,8 +78,10 @@ pub(crate) struct Round {
     pub(crate) latency_avg_ms: Option<f64>,
     pub(crate) latency_p99_ms: Option<f64>,
     pub(crate) transactions: u64,
-    /// CPU seconds the pooler used during the round (0 for direct).
+    /// CPU seconds the pooler used during the round, user plus system (0 for direct).
     pub(crate) cpu_seconds: f64,
+    /// The user-space part of `cpu_seconds` (`None` in rows written before it was recorded).
+    pub(crate) user_cpu_seconds: Option<f64>,
     pub(crate) rss_kb: u64,
     pub(crate) error: Option<String>,
 }
@@ -89,10 +91,11 @@ impl Round {
         match (&self.error, self.tps) {
             (Some(e), _) => format!("FAILED: {e}"),
             (None, Some(tps)) => format!(
-                "{tps:>9.0} tps  avg {:>6.2} ms  p99 {:>7.2} ms  cpu {:>5.1} ms/1k tx",
+                "{tps:>9.0} tps  avg {:>6.2} ms  p99 {:>7.2} ms  cpu {:>5.1} ms/1k tx (user {:>4.1})",
                 self.latency_avg_ms.unwrap_or(0.0),
                 self.latency_p99_ms.unwrap_or(0.0),
-                self.cpu_ms_per_1k().unwrap_or(0.0)
+                self.cpu_ms_per_1k().unwrap_or(0.0),
+                self.user_ms_per_1k().unwrap_or(0.0)
             ),
             _ => "no result".into(),
         }
@@ -100,8 +103,25 @@ impl Round {
 
     /// Pooler CPU milliseconds per 1,000 transactions.
     pub(crate) fn cpu_ms_per_1k(&self) -> Option<f64> {
+        self.per_1k(Some(self.cpu_seconds))
+    }
+
+    /// The user-space part of [`Round::cpu_ms_per_1k`].
+    pub(crate) fn user_ms_per_1k(&self) -> Option<f64> {
+        self.per_1k(self.user_cpu_seconds)
+    }
+
+    /// The system (kernel) part of [`Round::cpu_ms_per_1k`].
+    pub(crate) fn system_ms_per_1k(&self) -> Option<f64> {
+        self.per_1k(self.user_cpu_seconds.map(|user| self.cpu_seconds - user))
+    }
+
+    /// CPU `seconds` in milliseconds per 1,000 of the round's transactions (poolers only).
+    fn per_1k(&self, seconds: Option<f64>) -> Option<f64> {
         (self.transactions > 0 && self.target != "direct")
-            .then(|| self.cpu_seconds * 1000.0 / (self.transactions as f64 / 1000.0))
+            .then_some(seconds)
+            .flatten()
+            .map(|s| s * 1000.0 / (self.transactions as f64 / 1000.0))
     }
 }
 
@@ -195,7 +215,7 @@ pub(crate) fn round(
     let logs = std::env::temp_dir().join(format!("pgwarden-bench-log-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs)?;
-    let cpu_before = target.pooler().map_or(0.0, |p| p.cpu_seconds());
+    let cpu_before = target.pooler().map(|p| p.cpu_times()).unwrap_or_default();
     let mut cmd = Command::new(pgbench);
     cmd.args(["-n", "-h", "127.0.0.1", "-U", "postgres"])
         .args(["-p", &target.port().to_string()])
@@ -208,7 +228,9 @@ pub(crate) fn round(
     }
     cmd.arg("bench");
     let out = cmd.output().context("run pgbench")?;
-    let cpu_seconds = target.pooler().map_or(0.0, |p| p.cpu_seconds()) - cpu_before;
+    let cpu_after = target.pooler().map(|p| p.cpu_times()).unwrap_or_default();
+    let user_cpu_seconds = cpu_after.user - cpu_before.user;
+    let cpu_seconds = user_cpu_seconds + (cpu_after.system - cpu_before.system);
     let rss_kb = target.pooler().map_or(0, |p| p.rss_kb());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -239,6 +261,7 @@ pub(crate) fn round(
         latency_p99_ms: p99,
         transactions,
         cpu_seconds,
+        user_cpu_seconds: Some(user_cpu_seconds),
         rss_kb,
         error,
     })
@@ -309,9 +332,11 @@ mod tests {
         psql_bench(
             cluster.bin_dir(),
             cluster.port(),
-            &["SELECT string_agg(relname || '=' || vacuum_count, ' ' ORDER BY relname) \
+            &[
+                "SELECT string_agg(relname || '=' || vacuum_count, ' ' ORDER BY relname) \
                FROM pg_stat_user_tables \
-               WHERE relname IN ('pgbench_accounts', 'pgbench_branches', 'pgbench_tellers')"],
+               WHERE relname IN ('pgbench_accounts', 'pgbench_branches', 'pgbench_tellers')",
+            ],
         )
         .unwrap()
     }
