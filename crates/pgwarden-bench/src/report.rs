@@ -193,32 +193,21 @@ fn cell(rounds: &[Round], target: &str, workload: &str, clients: u32) -> Cell {
         .iter()
         .filter(|r| r.target == target && r.workload == workload && r.clients == clients)
         .collect();
+    // Latency and CPU only of the rounds that succeeded.
+    let of_ok = |figure: fn(&Round) -> Option<f64>| {
+        median(
+            mine.iter()
+                .filter(|r| r.error.is_none())
+                .filter_map(|r| figure(r))
+                .collect(),
+        )
+    };
     Cell {
         tps: median(mine.iter().filter_map(|r| r.tps).collect()),
-        p99: median(
-            mine.iter()
-                .filter(|r| r.error.is_none())
-                .filter_map(|r| r.latency_p99_ms)
-                .collect(),
-        ),
-        cpu: median(
-            mine.iter()
-                .filter(|r| r.error.is_none())
-                .filter_map(|r| r.cpu_ms_per_1k())
-                .collect(),
-        ),
-        user: median(
-            mine.iter()
-                .filter(|r| r.error.is_none())
-                .filter_map(|r| r.user_ms_per_1k())
-                .collect(),
-        ),
-        system: median(
-            mine.iter()
-                .filter(|r| r.error.is_none())
-                .filter_map(|r| r.system_ms_per_1k())
-                .collect(),
-        ),
+        p99: of_ok(|r| r.latency_p99_ms),
+        cpu: of_ok(Round::cpu_ms_per_1k),
+        user: of_ok(Round::user_ms_per_1k),
+        system: of_ok(Round::system_ms_per_1k),
         error: mine.iter().find_map(|r| r.error.clone()),
     }
 }
