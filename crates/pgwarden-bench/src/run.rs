@@ -87,16 +87,25 @@ pub(crate) struct Round {
 }
 
 impl Round {
+    /// One line of progress: TPS and latency, and for a pooler its CPU per 1,000 transactions
+    /// (all of it, and the user-space part).
     pub(crate) fn summary(&self) -> String {
         match (&self.error, self.tps) {
             (Some(e), _) => format!("FAILED: {e}"),
-            (None, Some(tps)) => format!(
-                "{tps:>9.0} tps  avg {:>6.2} ms  p99 {:>7.2} ms  cpu {:>5.1} ms/1k tx (user {:>4.1})",
-                self.latency_avg_ms.unwrap_or(0.0),
-                self.latency_p99_ms.unwrap_or(0.0),
-                self.cpu_ms_per_1k().unwrap_or(0.0),
-                self.user_ms_per_1k().unwrap_or(0.0)
-            ),
+            (None, Some(tps)) => {
+                let mut line = format!(
+                    "{tps:>9.0} tps  avg {:>6.2} ms  p99 {:>7.2} ms",
+                    self.latency_avg_ms.unwrap_or(0.0),
+                    self.latency_p99_ms.unwrap_or(0.0),
+                );
+                if let Some(cpu) = self.cpu_ms_per_1k() {
+                    line.push_str(&format!("  cpu {cpu:>5.1} ms/1k tx"));
+                    if let Some(user) = self.user_ms_per_1k() {
+                        line.push_str(&format!(" (user {user:>4.1})"));
+                    }
+                }
+                line
+            }
             _ => "no result".into(),
         }
     }
@@ -339,6 +348,50 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_progress_line_gives_cpu_for_poolers_only() {
+        let pooler = Round {
+            target: "pgwarden",
+            workload: "w".into(),
+            clients: 10,
+            round: 0,
+            tps: Some(2_000.0),
+            latency_avg_ms: Some(0.5),
+            latency_p99_ms: Some(1.25),
+            transactions: 30_000,
+            cpu_seconds: 0.3,
+            user_cpu_seconds: Some(0.06),
+            rss_kb: 0,
+            error: None,
+        };
+        assert_eq!(
+            pooler.summary(),
+            "     2000 tps  avg   0.50 ms  p99    1.25 ms  cpu  10.0 ms/1k tx (user  2.0)"
+        );
+        let older = Round {
+            user_cpu_seconds: None,
+            ..pooler.clone()
+        };
+        assert!(
+            older.summary().ends_with("cpu  10.0 ms/1k tx"),
+            "{}",
+            older.summary()
+        );
+        let direct = Round {
+            target: "direct",
+            ..pooler.clone()
+        };
+        assert_eq!(
+            direct.summary(),
+            "     2000 tps  avg   0.50 ms  p99    1.25 ms"
+        );
+        let failed = Round {
+            error: Some("ERROR:  boom".into()),
+            ..pooler
+        };
+        assert_eq!(failed.summary(), "FAILED: ERROR:  boom");
     }
 
     #[test]
