@@ -223,6 +223,13 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// Every (workload, clients) cell of the plan, in table order.
+fn cells(plan: &Plan) -> impl Iterator<Item = (&str, u32)> {
+    plan.workloads
+        .iter()
+        .flat_map(|w| plan.clients.iter().map(move |&c| (w.name.as_str(), c)))
+}
+
 /// The summary section.
 pub(crate) fn markdown(
     ctx: &Context,
@@ -252,33 +259,31 @@ pub(crate) fn markdown(
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut failures = Vec::new();
-    for w in &plan.workloads {
-        for &c in &plan.clients {
-            let d = cell(rounds, "direct", &w.name, c);
-            let b = cell(rounds, "pgbouncer", &w.name, c);
-            let p = cell(rounds, "pgwarden", &w.name, c);
-            for (name, x) in [("direct", &d), ("PgBouncer", &b), ("pgwarden", &p)] {
-                if let (None, Some(e)) = (x.tps, &x.error) {
-                    failures.push(format!("{name}, {}, {c} clients: `{e}`", w.name));
-                }
+    for (workload, c) in cells(plan) {
+        let d = cell(rounds, "direct", workload, c);
+        let b = cell(rounds, "pgbouncer", workload, c);
+        let p = cell(rounds, "pgwarden", workload, c);
+        for (name, x) in [("direct", &d), ("PgBouncer", &b), ("pgwarden", &p)] {
+            if let (None, Some(e)) = (x.tps, &x.error) {
+                failures.push(format!("{name}, {workload}, {c} clients: `{e}`"));
             }
-            let _ = writeln!(
-                md,
-                "| {} | {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                w.name,
-                fmt_opt(d.tps, 0),
-                fmt_opt(b.tps, 0),
-                fmt_opt(p.tps, 0),
-                ratio(p.tps, d.tps),
-                ratio(b.tps, d.tps),
-                ratio(p.tps, b.tps),
-                fmt_opt(d.p99, 2),
-                fmt_opt(b.p99, 2),
-                fmt_opt(p.p99, 2),
-                fmt_opt(b.cpu, 1),
-                fmt_opt(p.cpu, 1),
-            );
         }
+        let _ = writeln!(
+            md,
+            "| {} | {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            workload,
+            fmt_opt(d.tps, 0),
+            fmt_opt(b.tps, 0),
+            fmt_opt(p.tps, 0),
+            ratio(p.tps, d.tps),
+            ratio(b.tps, d.tps),
+            ratio(p.tps, b.tps),
+            fmt_opt(d.p99, 2),
+            fmt_opt(b.p99, 2),
+            fmt_opt(p.p99, 2),
+            fmt_opt(b.cpu, 1),
+            fmt_opt(p.cpu, 1),
+        );
     }
     md.push_str(&per_round_markdown(plan, rounds));
     md.push_str(&cpu_split_markdown(plan, rounds));
@@ -373,20 +378,18 @@ fn per_round_markdown(plan: &Plan, rounds: &[Round]) -> String {
         "| workload | clients | TPS | p99 | CPU per transaction |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|");
-    for w in &plan.workloads {
-        for &c in &plan.clients {
-            let tps = paired(rounds, &w.name, c, |r| r.tps);
-            let p99 = paired(rounds, &w.name, c, |r| r.latency_p99_ms);
-            let cpu = paired(rounds, &w.name, c, Round::cpu_ms_per_1k);
-            let _ = writeln!(
-                md,
-                "| {} | {c} | {} | {} | {} |",
-                w.name,
-                paired_text(&tps, true),
-                paired_text(&p99, false),
-                paired_text(&cpu, false),
-            );
-        }
+    for (workload, c) in cells(plan) {
+        let tps = paired(rounds, workload, c, |r| r.tps);
+        let p99 = paired(rounds, workload, c, |r| r.latency_p99_ms);
+        let cpu = paired(rounds, workload, c, Round::cpu_ms_per_1k);
+        let _ = writeln!(
+            md,
+            "| {} | {c} | {} | {} | {} |",
+            workload,
+            paired_text(&tps, true),
+            paired_text(&p99, false),
+            paired_text(&cpu, false),
+        );
     }
     md
 }
@@ -408,22 +411,20 @@ fn cpu_split_markdown(plan: &Plan, rounds: &[Round]) -> String {
         "| workload | clients | user PgBouncer | user pgwarden | user pgwarden/PgBouncer | system PgBouncer | system pgwarden | system pgwarden/PgBouncer |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
-    for w in &plan.workloads {
-        for &c in &plan.clients {
-            let b = cell(rounds, "pgbouncer", &w.name, c);
-            let p = cell(rounds, "pgwarden", &w.name, c);
-            let _ = writeln!(
-                md,
-                "| {} | {c} | {} | {} | {} | {} | {} | {} |",
-                w.name,
-                fmt_opt(b.user, 2),
-                fmt_opt(p.user, 2),
-                ratio(p.user, b.user),
-                fmt_opt(b.system, 2),
-                fmt_opt(p.system, 2),
-                ratio(p.system, b.system),
-            );
-        }
+    for (workload, c) in cells(plan) {
+        let b = cell(rounds, "pgbouncer", workload, c);
+        let p = cell(rounds, "pgwarden", workload, c);
+        let _ = writeln!(
+            md,
+            "| {} | {c} | {} | {} | {} | {} | {} | {} |",
+            workload,
+            fmt_opt(b.user, 2),
+            fmt_opt(p.user, 2),
+            ratio(p.user, b.user),
+            fmt_opt(b.system, 2),
+            fmt_opt(p.system, 2),
+            ratio(p.system, b.system),
+        );
     }
     md
 }
