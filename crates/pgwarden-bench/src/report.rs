@@ -181,6 +181,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 
 struct Cell {
     tps: Option<f64>,
+    avg: Option<f64>,
     p99: Option<f64>,
     cpu: Option<f64>,
     user: Option<f64>,
@@ -204,6 +205,7 @@ fn cell(rounds: &[Round], target: &str, workload: &str, clients: u32) -> Cell {
     };
     Cell {
         tps: median(mine.iter().filter_map(|r| r.tps).collect()),
+        avg: of_ok(|r| r.latency_avg_ms),
         p99: of_ok(|r| r.latency_p99_ms),
         cpu: of_ok(Round::cpu_ms_per_1k),
         user: of_ok(Round::user_ms_per_1k),
@@ -285,6 +287,7 @@ pub(crate) fn markdown(
             fmt_opt(p.cpu, 1),
         );
     }
+    md.push_str(&latency_markdown(plan, rounds));
     md.push_str(&per_round_markdown(plan, rounds));
     md.push_str(&cpu_split_markdown(plan, rounds));
     if !failures.is_empty() {
@@ -394,39 +397,100 @@ fn per_round_markdown(plan: &Plan, rounds: &[Round]) -> String {
     md
 }
 
+/// A table with a row per cell of the plan: `heading`, then the columns after workload and
+/// clients, each row's figures made by `row` from the cells of direct, PgBouncer and pgwarden.
+fn cell_table(
+    plan: &Plan,
+    rounds: &[Round],
+    heading: &str,
+    columns: &[&str],
+    row: impl Fn(&Cell, &Cell, &Cell) -> Vec<String>,
+) -> String {
+    let mut md = format!("\n{heading}\n\n| workload | clients |");
+    for c in columns {
+        let _ = write!(md, " {c} |");
+    }
+    md.push_str("\n|---|---|");
+    md.push_str(&"---|".repeat(columns.len()));
+    md.push('\n');
+    for (workload, c) in cells(plan) {
+        let d = cell(rounds, "direct", workload, c);
+        let b = cell(rounds, "pgbouncer", workload, c);
+        let p = cell(rounds, "pgwarden", workload, c);
+        let _ = write!(md, "| {workload} | {c} |");
+        for figure in row(&d, &b, &p) {
+            let _ = write!(md, " {figure} |");
+        }
+        md.push('\n');
+    }
+    md
+}
+
+/// Average and p99 latency side by side: the average (pgbench's `latency average`) for all
+/// three targets, and for both figures each pooler's ratio to direct and pgwarden's to
+/// PgBouncer's (the p99 values themselves are in the main table).
+fn latency_markdown(plan: &Plan, rounds: &[Round]) -> String {
+    cell_table(
+        plan,
+        rounds,
+        "Latency (medians over rounds): average in ms, and the ratios of average and p99:",
+        &[
+            "avg direct",
+            "avg PgBouncer",
+            "avg pgwarden",
+            "avg PgBouncer/direct",
+            "avg pgwarden/direct",
+            "avg pgwarden/PgBouncer",
+            "p99 PgBouncer/direct",
+            "p99 pgwarden/direct",
+            "p99 pgwarden/PgBouncer",
+        ],
+        |d, b, p| {
+            vec![
+                fmt_opt(d.avg, 3),
+                fmt_opt(b.avg, 3),
+                fmt_opt(p.avg, 3),
+                ratio(b.avg, d.avg),
+                ratio(p.avg, d.avg),
+                ratio(p.avg, b.avg),
+                ratio(b.p99, d.p99),
+                ratio(p.p99, d.p99),
+                ratio(p.p99, b.p99),
+            ]
+        },
+    )
+}
+
 /// Each pooler's CPU per transaction split into user and system (kernel) time: the system
 /// part is mostly the socket calls both poolers make alike, the user part is each one's own
 /// code. Empty when no round recorded the split (rows of older runs).
 fn cpu_split_markdown(plan: &Plan, rounds: &[Round]) -> String {
-    let mut md = String::new();
     if rounds.iter().all(|r| r.user_cpu_seconds.is_none()) {
-        return md;
+        return String::new();
     }
-    let _ = writeln!(
-        md,
-        "\nPooler CPU in ms per 1,000 transactions, user and system time (medians over rounds):\n"
-    );
-    let _ = writeln!(
-        md,
-        "| workload | clients | user PgBouncer | user pgwarden | user pgwarden/PgBouncer | system PgBouncer | system pgwarden | system pgwarden/PgBouncer |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
-    for (workload, c) in cells(plan) {
-        let b = cell(rounds, "pgbouncer", workload, c);
-        let p = cell(rounds, "pgwarden", workload, c);
-        let _ = writeln!(
-            md,
-            "| {} | {c} | {} | {} | {} | {} | {} | {} |",
-            workload,
-            fmt_opt(b.user, 2),
-            fmt_opt(p.user, 2),
-            ratio(p.user, b.user),
-            fmt_opt(b.system, 2),
-            fmt_opt(p.system, 2),
-            ratio(p.system, b.system),
-        );
-    }
-    md
+    cell_table(
+        plan,
+        rounds,
+        "Pooler CPU in ms per 1,000 transactions, user and system time (medians over rounds):",
+        &[
+            "user PgBouncer",
+            "user pgwarden",
+            "user pgwarden/PgBouncer",
+            "system PgBouncer",
+            "system pgwarden",
+            "system pgwarden/PgBouncer",
+        ],
+        |_, b, p| {
+            vec![
+                fmt_opt(b.user, 2),
+                fmt_opt(p.user, 2),
+                ratio(p.user, b.user),
+                fmt_opt(b.system, 2),
+                fmt_opt(p.system, 2),
+                ratio(p.system, b.system),
+            ]
+        },
+    )
 }
 
 /// The memory table and how to read it.
@@ -555,23 +619,60 @@ mod tests {
         .is_err());
     }
 
-    #[test]
-    fn the_cpu_split_table_gives_user_and_system_time_per_pooler() {
+    /// A plan of one cell (select-only `-M simple`, 10 clients), its workload's name, and
+    /// `rounds` moved into that workload.
+    fn one_cell(mut rounds: Vec<Round>) -> (Plan, String, Vec<Round>) {
         let plan = Plan {
             workloads: vec![crate::run::Workload::select_only("simple")],
             clients: vec![10],
             ..Plan::full()
         };
         let name = plan.workloads[0].name.clone();
-        let mut rounds = vec![
+        for r in &mut rounds {
+            r.workload = name.clone();
+        }
+        (plan, name, rounds)
+    }
+
+    #[test]
+    fn the_latency_table_gives_averages_and_ratios_of_succeeded_rounds() {
+        let (plan, name, mut rounds) = one_cell(vec![
+            round("direct", 0, Some(500.0), 0.0),
+            round("pgbouncer", 0, Some(100.0), 0.020),
+            round("pgwarden", 0, Some(100.0), 0.020),
+            round("pgbouncer", 1, None, 0.0),
+        ]);
+        rounds[0].latency_avg_ms = Some(0.2);
+        rounds[0].latency_p99_ms = Some(0.5);
+        rounds[1].latency_avg_ms = Some(0.4);
+        rounds[2].latency_avg_ms = Some(0.3);
+        rounds[2].latency_p99_ms = Some(1.5);
+        // The failed PgBouncer round's latency (1.0, 2.0) must not count.
+        let md = latency_markdown(&plan, &rounds);
+        assert!(
+            md.contains(&format!(
+                "| {name} | 10 | 0.200 | 0.400 | 0.300 | 2.00 | 1.50 | 0.75 | 4.00 | 3.00 | 0.75 |"
+            )),
+            "{md}"
+        );
+        // A cell no round reached shows dashes.
+        let other = Plan {
+            clients: vec![50],
+            ..plan
+        };
+        assert!(latency_markdown(&other, &rounds).contains(&format!(
+            "| {name} | 50 | – | – | – | – | – | – | – | – | – |"
+        )));
+    }
+
+    #[test]
+    fn the_cpu_split_table_gives_user_and_system_time_per_pooler() {
+        let (plan, name, mut rounds) = one_cell(vec![
             round("pgbouncer", 0, Some(100.0), 0.020),
             round("pgwarden", 0, Some(100.0), 0.024),
             round("pgwarden", 1, Some(100.0), 0.030),
             round("pgbouncer", 1, Some(100.0), 0.028),
-        ];
-        for r in &mut rounds {
-            r.workload = name.clone();
-        }
+        ]);
         // user = cpu / 4: PgBouncer 5 and 7 ms per 1,000 transactions, pgwarden 6 and 7.5;
         // the medians of two rounds are their higher values.
         let md = cpu_split_markdown(&plan, &rounds);
