@@ -54,7 +54,7 @@ pub(crate) struct Shared {
     /// not `disable`).
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     /// Sessions run on a current-thread runtime (set by [`Proxy::run`]): see
-    /// `ClientStream::read_idle`.
+    /// `ClientStream::poll_read_idle`.
     pub(crate) single_threaded: AtomicBool,
 }
 

@@ -273,6 +273,11 @@ impl ResponsePlan {
         self.copy_in_open = !ended;
     }
 
+    /// Whether a Parse failed since the last [`ResponsePlan::take_failed_statements`].
+    pub(crate) fn has_failed_statements(&self) -> bool {
+        !self.failed_statements.is_empty()
+    }
+
     /// Server statement names whose Parse failed since the last call.
     pub(crate) fn take_failed_statements(&mut self) -> Vec<Arc<str>> {
         std::mem::take(&mut self.failed_statements)

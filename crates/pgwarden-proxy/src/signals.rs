@@ -64,7 +64,9 @@ impl Signals {
     }
 
     /// Completes once `signal` is raised. It registers no waker itself: only a task holding a
-    /// [`Subscription`] is woken when it fires.
+    /// [`Subscription`] is woken when it fires. (Sessions check [`Signals::is_set`] in their
+    /// own poll functions.)
+    #[cfg(test)]
     pub(crate) async fn raised(&self, signal: u8) {
         poll_fn(|_| {
             if self.is_set(signal) {

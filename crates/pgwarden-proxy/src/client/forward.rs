@@ -608,11 +608,16 @@ impl Session {
             self.to_client.extend_from_slice(&server.rbuf[run..at]);
             server.rbuf.advance(at);
         }
-        for name in self.plan.take_failed_statements() {
-            server.prepared.remove(&name);
+        // Rare (a failed Parse, a stale statement): checked before anything is taken apart.
+        if self.plan.has_failed_statements() {
+            for name in self.plan.take_failed_statements() {
+                server.prepared.remove(&name);
+            }
         }
-        for name in stale_names {
-            self.drop_stale_statement(&name);
+        if !stale_names.is_empty() {
+            for name in stale_names {
+                self.drop_stale_statement(&name);
+            }
         }
         if let Some((seq, tail, parameters_sent)) = retry {
             self.replay(seq, tail, parameters_sent)?;

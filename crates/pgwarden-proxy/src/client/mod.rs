@@ -21,6 +21,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -570,17 +571,27 @@ impl Session {
                 let parkable =
                     !client.is_tls() && self.unnamed_session_sql.is_none() && !self.skip_until_sync;
                 let idle_since = parker.tick();
-                let read = tokio::select! {
-                    biased;
-                    _ = signals.raised(signals::SHUTDOWN) => {
-                        return Err(fatal("57P01", "pgwarden is shutting down"));
+                // Right after login, a client with nothing to say yet parks at once: a burst
+                // of logins then never holds a task and a session per client.
+                let park_now = parkable && first_wait;
+                let buf = &mut self.buf_client;
+                // One poll function, checked in this order, rather than a `select!` of four
+                // futures: fewer instructions and less code between two transactions.
+                let read = std::future::poll_fn(|cx| {
+                    if signals.is_set(signals::SHUTDOWN) {
+                        return Poll::Ready(Err(fatal("57P01", "pgwarden is shutting down")));
                     }
-                    r = client.read_idle(&mut self.buf_client, READ_CHUNK, single_threaded) => r?,
-                    // Right after login, a client with nothing to say yet parks at once: a
-                    // burst of logins then never holds a task and a session per client.
-                    _ = std::future::ready(()), if parkable && first_wait => return Err(SessionEnd::Park),
-                    _ = parker.due(idle_since), if parkable => return Err(SessionEnd::Park),
-                };
+                    if let Poll::Ready(read) =
+                        client.poll_read_idle(cx, buf, READ_CHUNK, single_threaded)
+                    {
+                        return Poll::Ready(read.map_err(SessionEnd::from));
+                    }
+                    if park_now || (parkable && parker.is_due(idle_since)) {
+                        return Poll::Ready(Err(SessionEnd::Park));
+                    }
+                    Poll::Pending
+                })
+                .await?;
                 first_wait = false;
                 match read {
                     Some(0) => return Err(SessionEnd::ClientGone),

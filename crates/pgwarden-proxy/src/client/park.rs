@@ -87,17 +87,10 @@ impl Parker {
         self.tick.load(Ordering::Relaxed)
     }
 
-    /// Completes once a session idle since tick `since` should park. Registers no waker: the
-    /// parker's task nudges every session at each tick.
-    pub(crate) async fn due(&self, since: u64) {
-        std::future::poll_fn(|_| {
-            if self.tick() >= since + 2 {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+    /// Whether a session idle since tick `since` should park. A waiting session asks again
+    /// whenever it is polled: the parker's task nudges every session at each tick.
+    pub(crate) fn is_due(&self, since: u64) -> bool {
+        self.tick() >= since + 2
     }
 
     /// Parks a client. Gives it back when it must go on at once: its socket is already

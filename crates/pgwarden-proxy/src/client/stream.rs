@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -72,28 +72,32 @@ impl ClientStream {
         }
     }
 
-    /// Waits for bytes from an idle client and appends them to `buf`. A plain stream takes a
-    /// buffer (see `crate::buffers`) and reserves `chunk` bytes only once data is there (an idle client holds no buffer); a TLS stream
-    /// reserves them first (rustls holds its own buffers anyway). `Ok(None)` is a spurious
-    /// wake-up: nothing read, call again. `Ok(Some(0))` means the client closed. Cancel-safe.
+    /// Polls for bytes from an idle client and appends them to `buf`. A plain stream takes a
+    /// buffer (see `crate::buffers`) and reserves `chunk` bytes only once data is there (an
+    /// idle client holds no buffer); a TLS stream reserves them first (rustls holds its own
+    /// buffers anyway). `Ready(Ok(None))` is a spurious wake-up: nothing read, poll again.
+    /// `Ready(Ok(Some(0)))` means the client closed. Holds no state between polls.
     /// `single_threaded`: the task runs on a current-thread runtime, where the I/O driver
     /// never runs while a task is being polled.
-    pub(crate) async fn read_idle(
+    pub(crate) fn poll_read_idle(
         &mut self,
+        cx: &mut Context<'_>,
         buf: &mut BytesMut,
         chunk: usize,
         single_threaded: bool,
-    ) -> io::Result<Option<usize>> {
+    ) -> Poll<io::Result<Option<usize>>> {
         match self {
             ClientStream::Plain(tcp) => {
                 // `poll_read_ready` keeps the waker in the socket's registration: the waiting
-                // future holds nothing (`readable()` would put a 200-byte waiter node into
-                // every idle client's task).
-                std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
+                // task holds nothing for it (`readable()` would put a 200-byte waiter node
+                // into every idle client's task).
+                if let Err(e) = std::task::ready!(tcp.poll_read_ready(cx)) {
+                    return Poll::Ready(Err(e));
+                }
                 crate::buffers::ensure(buf);
                 buf.reserve(chunk);
                 let room = buf.capacity() - buf.len();
-                match tcp.try_read_buf(buf) {
+                Poll::Ready(match tcp.try_read_buf(buf) {
                     Ok(n) => {
                         if n > 0 && n < room && single_threaded {
                             // A short read drained the socket. Tell the runtime, so the
@@ -110,12 +114,12 @@ impl ClientStream {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                     Err(e) => Err(e),
-                }
+                })
             }
             ClientStream::Tls(_) | ClientStream::Closed => {
                 crate::buffers::ensure(buf);
                 buf.reserve(chunk);
-                self.read_buf(buf).await.map(Some)
+                tokio_util::io::poll_read_buf(Pin::new(self), cx, buf).map_ok(Some)
             }
         }
     }
