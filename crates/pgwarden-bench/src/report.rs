@@ -105,13 +105,13 @@ pub(crate) fn write_csv(rounds: &[Round]) -> anyhow::Result<PathBuf> {
 /// The rows of [`write_csv`]'s file, with their header.
 fn csv_text(rounds: &[Round]) -> String {
     let mut out = String::from(
-        "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,pooler_cpu_seconds,pooler_rss_kb,pooler_user_cpu_seconds,error\n",
+        "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,pooler_cpu_seconds,pooler_rss_kb,pooler_user_cpu_seconds,machine_cpu_seconds,error\n",
     );
     for r in rounds {
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{:.3},{},{},{}",
+            "{},{},{},{},{},{},{},{},{:.3},{},{},{},{}",
             r.target,
             r.workload,
             r.clients,
@@ -123,13 +123,15 @@ fn csv_text(rounds: &[Round]) -> String {
             r.cpu_seconds,
             r.rss_kb,
             opt(r.user_cpu_seconds),
+            opt(r.machine_cpu_seconds),
             r.error.as_deref().unwrap_or("").replace(',', ";")
         );
     }
     out
 }
 
-/// Reads rows written by [`write_csv`], also those of runs before the user CPU column.
+/// Reads rows written by [`write_csv`], also those of runs before the user CPU column or the
+/// machine CPU column.
 pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<Round>> {
     parse_csv(&std::fs::read_to_string(path)?)
         .with_context(|| format!("reading {}", path.display()))
@@ -137,16 +139,21 @@ pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<Round>> {
 
 fn parse_csv(text: &str) -> anyhow::Result<Vec<Round>> {
     let num = |s: &str| s.parse::<f64>().ok();
-    let with_user = text
-        .lines()
-        .next()
-        .is_some_and(|header| header.contains(",pooler_user_cpu_seconds,"));
-    let columns = if with_user { 12 } else { 11 };
+    let header = text.lines().next().unwrap_or("");
+    let with_user = header.contains(",pooler_user_cpu_seconds,");
+    let with_machine = header.contains(",machine_cpu_seconds,");
+    let columns = 11 + usize::from(with_user) + usize::from(with_machine);
     let mut rounds = Vec::new();
     for line in text.lines().skip(1) {
         // The error is the last column: commas in it were replaced when it was written.
         let mut f: Vec<&str> = line.splitn(columns, ',').collect();
         anyhow::ensure!(f.len() == columns, "bad line: {line}");
+        // Both optional columns sit before the error, user time first.
+        let machine_cpu_seconds = if with_machine {
+            num(f.remove(columns - 2))
+        } else {
+            None
+        };
         let user_cpu_seconds = if with_user { num(f.remove(10)) } else { None };
         let target = match f[0] {
             "direct" => "direct",
@@ -165,6 +172,7 @@ fn parse_csv(text: &str) -> anyhow::Result<Vec<Round>> {
             cpu_seconds: num(f[8]).unwrap_or(0.0),
             rss_kb: f[9].parse()?,
             user_cpu_seconds,
+            machine_cpu_seconds,
             error: (!f[10].is_empty()).then(|| f[10].to_string()),
         });
     }
@@ -186,6 +194,7 @@ struct Cell {
     cpu: Option<f64>,
     user: Option<f64>,
     system: Option<f64>,
+    machine: Option<f64>,
     error: Option<String>,
 }
 
@@ -210,6 +219,7 @@ fn cell(rounds: &[Round], target: &str, workload: &str, clients: u32) -> Cell {
         cpu: of_ok(Round::cpu_ms_per_1k),
         user: of_ok(Round::user_ms_per_1k),
         system: of_ok(Round::system_ms_per_1k),
+        machine: of_ok(Round::machine_ms_per_1k),
         error: mine.iter().find_map(|r| r.error.clone()),
     }
 }
@@ -290,6 +300,7 @@ pub(crate) fn markdown(
     md.push_str(&latency_markdown(plan, rounds));
     md.push_str(&per_round_markdown(plan, rounds));
     md.push_str(&cpu_split_markdown(plan, rounds));
+    md.push_str(&machine_cpu_markdown(plan, rounds));
     if !failures.is_empty() {
         let _ = writeln!(md, "\nFailed runs (no TPS recorded):\n");
         for f in failures {
@@ -493,6 +504,39 @@ fn cpu_split_markdown(plan: &Plan, rounds: &[Round]) -> String {
     )
 }
 
+/// The whole machine's CPU per transaction through each target: PostgreSQL, pgbench, the
+/// pooler and the kernel together. A pooler that made the others work more (more wake-ups,
+/// smaller writes) shows here even when its own CPU does not. Empty when no round recorded it
+/// (rows of older runs).
+fn machine_cpu_markdown(plan: &Plan, rounds: &[Round]) -> String {
+    if rounds.iter().all(|r| r.machine_cpu_seconds.is_none()) {
+        return String::new();
+    }
+    cell_table(
+        plan,
+        rounds,
+        "Whole machine CPU in ms per 1,000 transactions, all processes and the kernel (medians over rounds):",
+        &[
+            "direct",
+            "PgBouncer",
+            "pgwarden",
+            "PgBouncer/direct",
+            "pgwarden/direct",
+            "pgwarden/PgBouncer",
+        ],
+        |d, b, p| {
+            vec![
+                fmt_opt(d.machine, 1),
+                fmt_opt(b.machine, 1),
+                fmt_opt(p.machine, 1),
+                ratio(b.machine, d.machine),
+                ratio(p.machine, d.machine),
+                ratio(p.machine, b.machine),
+            ]
+        },
+    )
+}
+
 /// The memory table and how to read it.
 pub(crate) fn memory_markdown(memory: &[Memory]) -> String {
     let mut md = String::new();
@@ -555,6 +599,7 @@ mod tests {
             transactions: 1_000,
             cpu_seconds: cpu,
             user_cpu_seconds: Some(cpu / 4.0),
+            machine_cpu_seconds: Some(cpu * 10.0 + 1.0),
             rss_kb: 0,
             error: tps.is_none().then(|| "failed".to_string()),
         }
@@ -585,7 +630,7 @@ mod tests {
     }
 
     #[test]
-    fn csv_rows_read_back_with_and_without_the_user_cpu_column() {
+    fn csv_rows_read_back_in_each_layout() {
         let mut rounds = vec![
             round("pgbouncer", 0, Some(100.0), 0.020),
             round("pgwarden", 0, None, 0.0),
@@ -594,6 +639,7 @@ mod tests {
         let back = parse_csv(&csv_text(&rounds)).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].user_cpu_seconds, Some(0.005));
+        assert_eq!(back[0].machine_cpu_seconds, Some(1.2));
         assert_eq!(back[0].cpu_seconds, 0.020);
         assert_eq!(back[0].tps, Some(100.0));
         assert_eq!(back[1].tps, None);
@@ -601,7 +647,16 @@ mod tests {
             back[1].error.as_deref(),
             Some("ERROR:  prepared statement \"P_0\"; already exists")
         );
-        // A file of a run before the column: the same rows, no user time.
+        // A file of a run with user time and no machine time.
+        let user_only = "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,\
+                         transactions,pooler_cpu_seconds,pooler_rss_kb,pooler_user_cpu_seconds,\
+                         error\n\
+                         pgbouncer,w,10,0,,1.000,2.000,0,0.000,5000,0.004,ERROR:  x\n";
+        let back = parse_csv(user_only).unwrap();
+        assert_eq!(back[0].user_cpu_seconds, Some(0.004));
+        assert_eq!(back[0].machine_cpu_seconds, None);
+        assert_eq!(back[0].error.as_deref(), Some("ERROR:  x"));
+        // A file of a run before both columns: the same rows, no user time.
         let old = "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,\
                    pooler_cpu_seconds,pooler_rss_kb,error\n\
                    pgwarden,w,10,0,110.000,1.000,2.000,1000,0.018,5000,\n";
@@ -663,6 +718,27 @@ mod tests {
         assert!(latency_markdown(&other, &rounds).contains(&format!(
             "| {name} | 50 | – | – | – | – | – | – | – | – | – |"
         )));
+    }
+
+    #[test]
+    fn the_machine_table_gives_every_target_per_1000_transactions() {
+        let (plan, name, mut rounds) = one_cell(vec![
+            round("direct", 0, Some(500.0), 0.0),
+            round("pgbouncer", 0, Some(100.0), 0.020),
+            round("pgwarden", 0, Some(100.0), 0.030),
+        ]);
+        // machine = cpu * 10 + 1 seconds over 1,000 transactions: 1, 1.2 and 1.3 s.
+        let md = machine_cpu_markdown(&plan, &rounds);
+        assert!(
+            md.contains(&format!(
+                "| {name} | 10 | 1000.0 | 1200.0 | 1300.0 | 1.20 | 1.30 | 1.08 |"
+            )),
+            "{md}"
+        );
+        for r in &mut rounds {
+            r.machine_cpu_seconds = None;
+        }
+        assert_eq!(machine_cpu_markdown(&plan, &rounds), "");
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub(crate) struct Round {
     pub(crate) cpu_seconds: f64,
     /// The user-space part of `cpu_seconds` (`None` in rows written before it was recorded).
     pub(crate) user_cpu_seconds: Option<f64>,
+    /// CPU seconds the whole machine spent busy during the round: PostgreSQL, pgbench, the
+    /// pooler and the kernel (`None` in rows written before it was recorded).
+    pub(crate) machine_cpu_seconds: Option<f64>,
     pub(crate) rss_kb: u64,
     pub(crate) error: Option<String>,
 }
@@ -123,6 +126,14 @@ impl Round {
     /// The system (kernel) part of [`Round::cpu_ms_per_1k`].
     pub(crate) fn system_ms_per_1k(&self) -> Option<f64> {
         self.per_1k(self.user_cpu_seconds.map(|user| self.cpu_seconds - user))
+    }
+
+    /// The whole machine's CPU milliseconds per 1,000 transactions (every target).
+    pub(crate) fn machine_ms_per_1k(&self) -> Option<f64> {
+        (self.transactions > 0)
+            .then_some(self.machine_cpu_seconds)
+            .flatten()
+            .map(|s| s * 1000.0 / (self.transactions as f64 / 1000.0))
     }
 
     /// CPU `seconds` in milliseconds per 1,000 of the round's transactions (poolers only).
@@ -225,6 +236,7 @@ pub(crate) fn round(
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs)?;
     let cpu_before = target.pooler().map(|p| p.cpu_times()).unwrap_or_default();
+    let machine_before = crate::pooler::machine_busy_seconds();
     let mut cmd = Command::new(pgbench);
     cmd.args(["-n", "-h", "127.0.0.1", "-U", "postgres"])
         .args(["-p", &target.port().to_string()])
@@ -237,6 +249,7 @@ pub(crate) fn round(
     }
     cmd.arg("bench");
     let out = cmd.output().context("run pgbench")?;
+    let machine_cpu_seconds = crate::pooler::machine_busy_seconds() - machine_before;
     let cpu_after = target.pooler().map(|p| p.cpu_times()).unwrap_or_default();
     let user_cpu_seconds = cpu_after.user - cpu_before.user;
     let cpu_seconds = user_cpu_seconds + (cpu_after.system - cpu_before.system);
@@ -271,6 +284,7 @@ pub(crate) fn round(
         transactions,
         cpu_seconds,
         user_cpu_seconds: Some(user_cpu_seconds),
+        machine_cpu_seconds: Some(machine_cpu_seconds),
         rss_kb,
         error,
     })
@@ -363,6 +377,7 @@ mod tests {
             transactions: 30_000,
             cpu_seconds: 0.3,
             user_cpu_seconds: Some(0.06),
+            machine_cpu_seconds: Some(1.5),
             rss_kb: 0,
             error: None,
         };
