@@ -130,15 +130,21 @@ impl Round {
 
     /// The whole machine's CPU milliseconds per 1,000 transactions (every target).
     pub(crate) fn machine_ms_per_1k(&self) -> Option<f64> {
-        (self.transactions > 0)
-            .then_some(self.machine_cpu_seconds)
-            .flatten()
-            .map(|s| s * 1000.0 / (self.transactions as f64 / 1000.0))
+        self.ms_per_1k(self.machine_cpu_seconds)
     }
 
-    /// CPU `seconds` in milliseconds per 1,000 of the round's transactions (poolers only).
+    /// A pooler's CPU `seconds` per 1,000 transactions ([`Round::ms_per_1k`]; `None` for
+    /// direct, which has no pooler).
     fn per_1k(&self, seconds: Option<f64>) -> Option<f64> {
-        (self.transactions > 0 && self.target != "direct")
+        if self.target == "direct" {
+            return None;
+        }
+        self.ms_per_1k(seconds)
+    }
+
+    /// CPU `seconds` in milliseconds per 1,000 of the round's transactions.
+    fn ms_per_1k(&self, seconds: Option<f64>) -> Option<f64> {
+        (self.transactions > 0)
             .then_some(seconds)
             .flatten()
             .map(|s| s * 1000.0 / (self.transactions as f64 / 1000.0))
