@@ -271,30 +271,6 @@ impl Drop for Pooler {
     }
 }
 
-/// CPU seconds the whole machine has spent busy so far (all processes and the kernel: user,
-/// nice, system, interrupts, soft interrupts and steal), from the first line of `/proc/stat`
-/// (in clock ticks of 1/100 s). Zero where the line is unreadable.
-pub(crate) fn machine_busy_seconds() -> f64 {
-    busy_from_proc_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
-}
-
-/// See [`machine_busy_seconds`]: `cpu  user nice system idle iowait irq softirq steal ...`.
-fn busy_from_proc_stat(stat: &str) -> f64 {
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0.0;
-    };
-    let ticks: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    [0, 1, 2, 5, 6, 7]
-        .iter()
-        .filter_map(|&i| ticks.get(i))
-        .sum::<f64>()
-        / 100.0
-}
-
 /// CPU seconds a process used, from `/proc/PID/stat` (in clock ticks of 1/100 s).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct CpuTimes {
@@ -324,26 +300,7 @@ impl CpuTimes {
 
 #[cfg(test)]
 mod tests {
-    use super::{busy_from_proc_stat, machine_busy_seconds, CpuTimes};
-
-    #[test]
-    fn machine_busy_time_leaves_out_idle_and_iowait() {
-        // user nice system idle iowait irq softirq steal guest guest_nice
-        let stat = "cpu  100 20 50 9000 300 5 7 3 0 0\ncpu0 50 10 25 4500 150 2 3 1 0 0\n";
-        assert_eq!(busy_from_proc_stat(stat), 1.85);
-        assert_eq!(busy_from_proc_stat(""), 0.0);
-        // This machine's own counter moves while this test spins.
-        let before = machine_busy_seconds();
-        let start = std::time::Instant::now();
-        let mut x = 0u64;
-        while machine_busy_seconds() <= before && start.elapsed().as_secs() < 5 {
-            x = x.wrapping_add(1);
-        }
-        assert!(
-            machine_busy_seconds() > before,
-            "busy time never grew ({x})"
-        );
-    }
+    use super::CpuTimes;
 
     #[test]
     fn cpu_times_are_read_after_the_command_name() {
