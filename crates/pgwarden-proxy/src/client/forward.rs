@@ -151,7 +151,7 @@ fn refuse_listen_parse(parse_rest: &[u8]) -> Vec<u8> {
 impl Session {
     /// Handles every whole message in the client's buffer. `Ok(true)` when it stopped at a
     /// message that needs a server connection and none was idle: the caller waits for one
-    /// (in [`Session::event_loop`]) and calls this again, which goes on from that message.
+    /// (in [`Session::serve`]) and calls this again, which goes on from that message.
     /// (Not an `async fn`: the wait is awaited by the forwarding loop itself, so a waiting
     /// client's task, woken when a connection is handed to it, walks two state machines less
     /// at every poll, each a cache line of its own at hundreds of clients.)

@@ -40,7 +40,7 @@ use crate::pools::ProxyPool;
 use crate::proxy::Shared;
 use crate::responses::ResponsePlan;
 use crate::server::{ServerConnector, ServerError};
-use crate::signals::{self, Signals};
+use crate::signals;
 use stream::ClientStream;
 use turn::{Event, ServerSide, Turn};
 
@@ -446,6 +446,9 @@ pub(crate) struct Session {
     /// rather than as a local of the loop: measured, that cost fewer instructions per waiting
     /// transaction (docs/BENCHMARKS.md, round 12).
     acquiring: Option<pgwarden_pool::Acquire<ServerConnector>>,
+    /// The sleep of the timer armed (`idle_transaction_timeout` or `query_timeout`), made the
+    /// first time one is and moved after: boxed here rather than part of the task's state.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// What a parked session keeps (see [`park`]): everything that outlives a transaction. The
@@ -507,6 +510,7 @@ impl IdleSession {
             wait_cancelled: false,
             armed: turn::Armed::default(),
             acquiring: None,
+            timer: None,
         })
     }
 }
@@ -543,12 +547,16 @@ impl Session {
             && self.to_server.is_empty()
     }
 
-    /// Alternates between waiting for an idle client and forwarding. The wait holds no
-    /// buffers (they go back to the thread's spares). The forwarding loop's state (its
-    /// `select!` over both peers and timers, an acquire in progress) is part of the session's
-    /// task, not boxed per burst of activity: that cost an allocation and a copy of the
-    /// state per transaction. A client idle for long gives up the task altogether (see
-    /// [`park`]), so the larger task costs memory only while the client is active.
+    /// Alternates between waiting for an idle client and forwarding, in one loop. The wait
+    /// holds no buffers (they go back to the thread's spares). The forwarding state (a turn's
+    /// polls, an acquire in progress) is part of the session's task, not boxed per burst of
+    /// activity: that cost an allocation and a copy of the state per transaction. A client idle
+    /// for long gives up the task altogether (see [`park`]), so the larger task costs memory
+    /// only while the client is active.
+    ///
+    /// One `async fn` for both (no forwarding loop awaited inside the idle loop): every wake-up
+    /// of the task resumes through each nested state machine's state, and with many clients
+    /// each of those is a cache miss of its own (measured in docs/BENCHMARKS.md, round 15).
     async fn serve(&mut self, client: &mut ClientStream) -> Result<(), SessionEnd> {
         // Registered once per session: the forwarding loop then watches the shutdown signals
         // with an atomic load per turn, no lock (see `crate::signals`).
@@ -557,6 +565,10 @@ impl Session {
         let _subscription = signals.subscribe(self.id).await;
         let mut first_wait = std::mem::take(&mut self.just_logged_in);
         let single_threaded = self.shared.single_threaded.load(Relaxed);
+        let idle_tx_timeout = self.shared.config.idle_transaction_timeout;
+        let query_timeout = self.shared.config.query_timeout;
+        // A resumed session may run in another task than the one that armed a read.
+        self.armed = turn::Armed::default();
         loop {
             if self.idle() {
                 // The buffers go back to this thread's spares for the next active session.
@@ -599,23 +611,10 @@ impl Session {
                     // A spurious wake-up: wait again.
                     None => continue,
                 }
+                // The idle wait read the client outside the turn (and may have cleared its
+                // readiness).
+                self.armed = turn::Armed::default();
             }
-            self.event_loop(client, &signals).await?;
-        }
-    }
-
-    /// Forwards until the client is idle (see [`Session::serve`]) or the session ends.
-    async fn event_loop(
-        &mut self,
-        client: &mut ClientStream,
-        signals: &Signals,
-    ) -> Result<(), SessionEnd> {
-        let idle_tx_timeout = self.shared.config.idle_transaction_timeout;
-        // The idle wait read the client outside the turn (and may have cleared its readiness);
-        // a resumed session may run in another task than the one that armed a read.
-        self.armed = turn::Armed::default();
-        let query_timeout = self.shared.config.query_timeout;
-        loop {
             if self.handle_client_messages()? {
                 // No server connection was idle for the client's next message: wait for one.
                 // The pool's acquire is a plain struct polled right here (no `async fn` of its
@@ -708,10 +707,27 @@ impl Session {
                 // query streaming rows is as much over time as a silent one.
                 self.query_deadline = Some(tokio::time::Instant::now() + query_timeout);
             }
-            let query_deadline = self.query_deadline;
             if self.idle() {
-                return Ok(());
+                // Between transactions: the idle wait at the top of the loop.
+                continue;
             }
+            // At most one timer runs (both are off by default): the idle-in-transaction one
+            // while nothing is owed, the query one while something is. Its sleep is kept in
+            // the session and moved, not part of the task's state.
+            let timer = if idle_tx_armed {
+                Some((tokio::time::Instant::now() + idle_tx_timeout, true))
+            } else {
+                self.query_deadline.map(|at| (at, false))
+            };
+            let mut timer = timer.map(|(at, idle_tx)| {
+                let sleep = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                if sleep.deadline() != at {
+                    sleep.as_mut().reset(at);
+                }
+                (sleep, idle_tx)
+            });
             if self.buf_client.capacity() - self.buf_client.len() < 1024 {
                 self.buf_client.reserve(READ_CHUNK);
             }
@@ -726,7 +742,7 @@ impl Session {
                 }
             });
             let mut turn = Turn {
-                signals,
+                signals: &signals,
                 client: &mut *client,
                 server,
                 to_server: &mut self.to_server,
@@ -734,23 +750,21 @@ impl Session {
                 buf_client: &mut self.buf_client,
                 armed: &mut self.armed,
             };
-            let wait = std::future::poll_fn(|cx| turn.poll(cx));
-            let event = if !idle_tx_armed && query_deadline.is_none() {
-                wait.await?
-            } else {
-                // A timer is armed (both are off by default): its sleep is made only now.
-                tokio::select! {
-                    biased;
-                    event = wait => event?,
-                    _ = tokio::time::sleep(idle_tx_timeout), if idle_tx_armed => Event::IdleInTransaction,
-                    _ = async {
-                        match query_deadline {
-                            Some(at) => tokio::time::sleep_until(at).await,
-                            None => std::future::pending().await,
+            let event = std::future::poll_fn(|cx| {
+                let polled = turn.poll(cx);
+                if polled.is_pending() {
+                    if let Some((sleep, idle_tx)) = &mut timer {
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Ok(match idle_tx {
+                                true => Event::IdleInTransaction,
+                                false => Event::QueryTimeout,
+                            }));
                         }
-                    }, if query_deadline.is_some() => Event::QueryTimeout,
+                    }
                 }
-            };
+                polled
+            })
+            .await?;
             match event {
                 Event::ClientRead(0) => return Err(SessionEnd::ClientGone),
                 Event::ClientRead(_) | Event::ClientWrote | Event::ServerWrote => {}
@@ -793,7 +807,7 @@ impl Session {
 
     /// Sends what is buffered for either peer right away when its socket takes it (the usual
     /// case: a request or a reply fits the socket buffer), instead of in another turn of the
-    /// forwarding loop's `select!`. What is left (a full socket, a TLS client) is written there.
+    /// forwarding loop. What is left (a full socket, a TLS client) is written there.
     fn write_now(&mut self, client: &ClientStream) -> Result<(), SessionEnd> {
         if let Some(server) = self.server.as_deref_mut() {
             if !self.to_server.is_empty() {
@@ -849,7 +863,7 @@ impl Session {
     /// usual case (no future built, no lock taken for a cancellable wait). `Some(false)` when a
     /// CancelRequest ended the last wait for one (see [`crate::cancel`]): the message fails
     /// without reaching a server. `None` when the client has to wait
-    /// (in [`Session::event_loop`]).
+    /// (in [`Session::serve`]).
     pub(super) fn take_server_now(&mut self) -> Option<bool> {
         if std::mem::take(&mut self.wait_cancelled) {
             return Some(false);

@@ -8,7 +8,7 @@
 //! rustls buffers encrypted records it could not write yet. A write that returns leaves them
 //! for later, so every poll of the TLS stream, reading or writing, first pushes them out: the
 //! session always polls a read, which keeps them moving after the last write of a reply.
-//! [`ClientStream::flush`] (from `AsyncWriteExt`) pushes them out before closing.
+//! `flush` (from `AsyncWriteExt`) pushes them out before closing.
 
 use std::io;
 use std::pin::Pin;

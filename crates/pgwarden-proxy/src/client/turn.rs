@@ -5,8 +5,8 @@
 //! a loop over its branches with their enabled masks, a future built and dropped per branch,
 //! and a read future per socket: about 300 instructions per statement on top of the socket
 //! polls themselves. [`Turn::poll`] does the same polls in the same order as plain calls.
-//! Timers (`idle_transaction_timeout`, `query_timeout`) are off by default; when one is armed
-//! the loop puts its sleep beside the turn in a `select!`.
+//! Timers (`idle_transaction_timeout`, `query_timeout`) are off by default; at most one is
+//! armed at a time, and the loop polls its sleep (kept in the session) after the turn.
 //!
 //! Reads that are known to be pending are not polled again ([`Armed`]). Inside a transaction
 //! each statement wakes the task twice (the client's request, the server's reply), and after
