@@ -271,7 +271,12 @@ impl Drop for Pooler {
     }
 }
 
-/// CPU seconds a process used, from `/proc/PID/stat` (in clock ticks of 1/100 s).
+/// Clock ticks per second in `/proc/PID/stat` and `/proc/stat` (`USER_HZ`, fixed at 100 by
+/// Linux's interface to user space whatever the kernel's own tick rate).
+pub(crate) const PROC_TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds a process used, from `/proc/PID/stat` (in clock ticks,
+/// [`PROC_TICKS_PER_SECOND`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct CpuTimes {
     pub(crate) user: f64,
@@ -292,8 +297,8 @@ impl CpuTimes {
                 .unwrap_or(0.0)
         };
         CpuTimes {
-            user: ticks(11) / 100.0,
-            system: ticks(12) / 100.0,
+            user: ticks(11) / PROC_TICKS_PER_SECOND,
+            system: ticks(12) / PROC_TICKS_PER_SECOND,
         }
     }
 }

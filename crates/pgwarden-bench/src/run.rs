@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
 
-use crate::pooler::Target;
+use crate::pooler::{Target, PROC_TICKS_PER_SECOND};
 
 /// A pgbench workload.
 #[derive(Debug, Clone)]
@@ -231,7 +231,7 @@ fn parse_after(text: &str, key: &str) -> Option<f64> {
 
 /// CPU seconds the whole machine has spent busy so far (all processes and the kernel: user,
 /// nice, system, interrupts, soft interrupts and steal), from the first line of `/proc/stat`
-/// (in clock ticks of 1/100 s). Zero where the line is unreadable.
+/// (in clock ticks, [`PROC_TICKS_PER_SECOND`]). Zero where the line is unreadable.
 fn machine_busy_seconds() -> f64 {
     busy_from_proc_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
 }
@@ -250,7 +250,7 @@ fn busy_from_proc_stat(stat: &str) -> f64 {
         .iter()
         .filter_map(|&i| ticks.get(i))
         .sum::<f64>()
-        / 100.0
+        / PROC_TICKS_PER_SECOND
 }
 
 /// One timed pgbench run against `target`.
