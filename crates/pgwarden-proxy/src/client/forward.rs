@@ -608,16 +608,14 @@ impl Session {
             self.to_client.extend_from_slice(&server.rbuf[run..at]);
             server.rbuf.advance(at);
         }
-        // Rare (a failed Parse, a stale statement): checked before anything is taken apart.
+        // Rare (a failed Parse): checked before the list is taken out of the plan.
         if self.plan.has_failed_statements() {
             for name in self.plan.take_failed_statements() {
                 server.prepared.remove(&name);
             }
         }
-        if !stale_names.is_empty() {
-            for name in stale_names {
-                self.drop_stale_statement(&name);
-            }
+        for name in stale_names {
+            self.drop_stale_statement(&name);
         }
         if let Some((seq, tail, parameters_sent)) = retry {
             self.replay(seq, tail, parameters_sent)?;
