@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
+use crate::report;
 use crate::run::Round;
 
 const FONT_PATHS: [&str; 2] = [
@@ -25,14 +26,6 @@ fn load_font() -> bool {
         }
     }
     false
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    Some(v[v.len() / 2])
 }
 
 /// Draws one PNG per workload next to `csv`; returns the files written.
@@ -90,7 +83,7 @@ fn series(
                     })
                     .filter_map(pick)
                     .collect();
-                median(values).map(|v| (c, v))
+                report::median(values).map(|v| (c, v))
             })
             .collect();
         (target, color, points)

@@ -3,10 +3,10 @@
 //! seconds and memory. Writes raw rows to `bench/results/<time>.csv` and a markdown summary
 //! appended to `docs/BENCHMARKS.md`.
 //!
-//! Usage: `pgwarden-bench [--quick] [--rounds N] [--workload TEXT] [--memory-only]
-//! [--pgwarden PATH] [--chart CSV]` (run from the repository root; `--help` says what each
-//! does). A missing value, an unknown option or `--workload` with `--memory-only` is refused
-//! before anything runs.
+//! Usage: `pgwarden-bench [--quick] [--rounds N] [--workload TEXT] [--clients LIST]
+//! [--memory-only] [--pgwarden PATH] [--chart CSV]` (run from the repository root; `--help`
+//! says what each does). A missing value, an unknown option, or `--workload` or `--clients`
+//! with `--memory-only` is refused before anything runs.
 
 mod chart;
 mod pooler;
@@ -82,6 +82,16 @@ struct Args {
     /// memory is not measured.
     #[arg(long, value_name = "TEXT", conflicts_with = "memory_only")]
     workload: Option<String>,
+    /// Only these client counts (comma-separated, e.g. `10,1000`), each one of the plan's;
+    /// like `--workload`, the summary is printed, not appended, and idle-client memory is not
+    /// measured.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        conflicts_with = "memory_only"
+    )]
+    clients: Option<Vec<u32>>,
     /// Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
     #[arg(long)]
     memory_only: bool,
@@ -122,14 +132,24 @@ fn main() -> anyhow::Result<()> {
     if let Some(rounds) = args.rounds {
         plan.rounds = rounds;
     }
-    // Some workloads only: printed, not appended, and no idle-client measurement.
-    let only = args.workload;
-    if let Some(only) = &only {
-        plan.workloads.retain(|w| w.name.contains(only.as_str()));
+    // Some workloads or client counts only: printed, not appended, and no idle-client
+    // measurement.
+    let only = args.workload.is_some() || args.clients.is_some();
+    if let Some(text) = &args.workload {
+        plan.workloads.retain(|w| w.name.contains(text.as_str()));
         anyhow::ensure!(
             !plan.workloads.is_empty(),
-            "--workload {only:?} matches no workload"
+            "--workload {text:?} matches no workload"
         );
+    }
+    if let Some(clients) = &args.clients {
+        if let Some(c) = clients.iter().find(|c| !plan.clients.contains(c)) {
+            anyhow::bail!(
+                "--clients {c} is not one of the plan's client counts ({:?})",
+                plan.clients
+            );
+        }
+        plan.clients.retain(|c| clients.contains(c));
     }
     // Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
     let memory_only = args.memory_only;
@@ -204,7 +224,7 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|p| (p.name.to_string(), p.rss_kb()))
         .collect();
-    let memory = if only.is_some() {
+    let memory = if only {
         Vec::new()
     } else {
         idle_memory(
@@ -227,7 +247,7 @@ fn main() -> anyhow::Result<()> {
     let names: Vec<String> = plan.workloads.iter().map(|w| w.name.clone()).collect();
     let charts = chart::draw(&rounds, &names, &plan.clients, &csv);
     let markdown = report::markdown(&context, &plan, &rounds, &memory, &csv, &charts);
-    if only.is_none() {
+    if !only {
         report::append_to_docs(&markdown)?;
     }
     println!("\n{markdown}");
@@ -326,6 +346,9 @@ mod tests {
         assert!(args.quick && !args.memory_only);
         assert_eq!(args.rounds, Some(5));
         assert_eq!(args.workload.as_deref(), Some("tpcb"));
+        assert_eq!(args.clients, None);
+        let args = parse(&["--clients", "10,1000"]).unwrap();
+        assert_eq!(args.clients, Some(vec![10, 1000]));
         assert_eq!(
             args.pgwarden,
             std::path::Path::new("target/release/pgwarden")
@@ -341,6 +364,8 @@ mod tests {
             &["--rounds", "0"],
             &["--rounds", "many"],
             &["--workload", "tpcb", "--memory-only"],
+            &["--clients", "ten"],
+            &["--clients", "10", "--memory-only"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

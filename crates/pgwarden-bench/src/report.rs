@@ -179,7 +179,8 @@ fn parse_csv(text: &str) -> anyhow::Result<Vec<Round>> {
     Ok(rounds)
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+/// The middle value (the upper of the two middle ones for an even count); `None` if empty.
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -353,8 +354,10 @@ fn paired(
         .collect()
 }
 
-/// Round-by-round ratios as text: `0.97 1.04 1.02 (2 of 3 ≥ 1)`; `higher_is_better` says
-/// whether a ratio above 1 is pgwarden's win (TPS) or loss (latency, CPU).
+/// Round-by-round ratios as text: `0.97 1.04 1.02 (median 1.02; 2 of 3 ≥ 1)`;
+/// `higher_is_better` says whether a ratio above 1 is pgwarden's win (TPS) or loss (latency,
+/// CPU). The median of the paired ratios is less disturbed by drift than the ratio of the two
+/// poolers' own medians (the main table's), since each pair ran back to back.
 fn paired_text(ratios: &[Option<f64>], higher_is_better: bool) -> String {
     let known: Vec<f64> = ratios.iter().flatten().copied().collect();
     if known.is_empty() {
@@ -375,7 +378,12 @@ fn paired_text(ratios: &[Option<f64>], higher_is_better: bool) -> String {
         })
         .count();
     let sign = if higher_is_better { "≥" } else { "≤" };
-    format!("{} ({wins} of {} {sign} 1)", values.join(" "), known.len())
+    let mid = median(known.clone()).expect("not empty");
+    format!(
+        "{} (median {mid:.2}; {wins} of {} {sign} 1)",
+        values.join(" "),
+        known.len()
+    )
 }
 
 /// The per-round table: pgwarden over PgBouncer in each round, where drift between rounds
@@ -620,9 +628,15 @@ mod tests {
         ];
         let tps = paired(&rounds, "w", 10, |r| r.tps);
         assert_eq!(tps, vec![Some(1.1), Some(0.9), None]);
-        assert_eq!(paired_text(&tps, true), "1.10 0.90 – (1 of 2 ≥ 1)");
+        assert_eq!(
+            paired_text(&tps, true),
+            "1.10 0.90 – (median 1.10; 1 of 2 ≥ 1)"
+        );
         let cpu = paired(&rounds, "w", 10, Round::cpu_ms_per_1k);
-        assert_eq!(paired_text(&cpu, false), "0.90 1.50 – (1 of 2 ≤ 1)");
+        assert_eq!(
+            paired_text(&cpu, false),
+            "0.90 1.50 – (median 1.50; 1 of 2 ≤ 1)"
+        );
         assert_eq!(
             paired_text(&paired(&rounds, "other", 10, |r| r.tps), true),
             "–"
