@@ -3,8 +3,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Where cargo puts binaries (honours CARGO_TARGET_DIR).
 TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+# The pgwarden binary `make bench` measures (`make build-pgo` builds another).
+BENCH_PGWARDEN ?= $(TARGET_DIR)/release/pgwarden
 
-.PHONY: demo quickstart test deps deps-bench drivers lint fmt bench bench-quick bench-pool
+.PHONY: demo quickstart test deps deps-bench drivers lint fmt bench bench-quick bench-pool build-pgo
 
 deps:
 	@scripts/install-deps.sh
@@ -52,7 +54,12 @@ deps-bench:
 ## appends a summary to docs/BENCHMARKS.md and raw rows to bench/results/
 bench: deps-bench
 	$(CARGO) build --quiet --release -p pgwarden -p pgwarden-bench --bin pgwarden --bin pgwarden-bench
-	@ulimit -n 65536 2>/dev/null || true; "$(TARGET_DIR)/release/pgwarden-bench" --pgwarden "$(TARGET_DIR)/release/pgwarden" $(BENCH_ARGS)
+	@ulimit -n 65536 2>/dev/null || true; "$(TARGET_DIR)/release/pgwarden-bench" --pgwarden "$(BENCH_PGWARDEN)" $(BENCH_ARGS)
+
+## build-pgo: a profile-guided release build, trained on the benchmark's workloads
+## (target/pgo-use/release/pgwarden; `make bench BENCH_PGWARDEN=target/pgo-use/release/pgwarden`)
+build-pgo: deps-bench
+	@scripts/build-pgo.sh
 
 ## bench-quick: the same, shortened to about two minutes
 bench-quick: deps-bench

@@ -4,7 +4,7 @@
 //! appended to `docs/BENCHMARKS.md`.
 //!
 //! Usage: `pgwarden-bench [--quick] [--rounds N] [--workload TEXT] [--clients LIST]
-//! [--memory-only] [--pgwarden PATH] [--chart CSV]` (run from the repository root; `--help`
+//! [--memory-only] [--train] [--pgwarden PATH] [--chart CSV]` (run from the repository root; `--help`
 //! says what each does). A missing value, an unknown option, or `--workload` or `--clients`
 //! with `--memory-only` is refused before anything runs.
 
@@ -95,6 +95,10 @@ struct Args {
     /// Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
     #[arg(long)]
     memory_only: bool,
+    /// A training run for a profile-guided build (`make build-pgo`): every workload once
+    /// through pgwarden alone, 5 s at 10 and at 200 clients; nothing written.
+    #[arg(long, conflicts_with_all = ["quick", "rounds", "workload", "clients", "memory_only"])]
+    train: bool,
     /// The pgwarden binary to measure.
     #[arg(long, value_name = "PATH", default_value = "target/release/pgwarden")]
     pgwarden: PathBuf,
@@ -162,6 +166,10 @@ fn main() -> anyhow::Result<()> {
         "{} not found: build it with `cargo build --release -p pgwarden`",
         pgwarden_bin.display()
     );
+
+    if args.train {
+        return train(&pgwarden_bin);
+    }
 
     println!("starting a throwaway PostgreSQL cluster ...");
     let cluster = pgwarden_testkit::PgCluster::builder()
@@ -251,6 +259,37 @@ fn main() -> anyhow::Result<()> {
         report::append_to_docs(&markdown)?;
     }
     println!("\n{markdown}");
+    Ok(())
+}
+
+/// `--train`: the full plan's workloads through `pgwarden` alone, once each at 10 and at 200
+/// clients for 5 s, so an instrumented build records the paths the benchmark runs (see
+/// `scripts/build-pgo.sh`). pgwarden is stopped with SIGTERM at the end, so it exits normally
+/// and writes its profile.
+fn train(pgwarden_bin: &std::path::Path) -> anyhow::Result<()> {
+    let plan = Plan::full();
+    println!("starting a throwaway PostgreSQL cluster ...");
+    let cluster = pgwarden_testkit::PgCluster::builder()
+        .max_connections(300)
+        .setting("shared_buffers", "'128MB'")
+        .start()
+        .context("start PostgreSQL")?;
+    cluster.create_database("bench", "postgres")?;
+    let pgbench = run::pgbench_path(cluster.bin_dir());
+    run::init(&pgbench, cluster.port(), 1)?;
+    let pgwarden = Pooler::start_pgwarden(pgwarden_bin, cluster.port(), plan.cap)?;
+    let target = Target::Pooler(&pgwarden);
+    for workload in &plan.workloads {
+        for clients in [10, 200] {
+            if workload.writes() {
+                run::reset_tables(cluster.bin_dir(), cluster.port())?;
+            }
+            let r = run::round(&pgbench, &target, workload, clients, 0, 5)?;
+            println!("{:<22} c={clients:<4} {}", workload.name, r.summary());
+            anyhow::ensure!(r.error.is_none(), "a training round failed: {:?}", r.error);
+        }
+    }
+    drop(pgwarden);
     Ok(())
 }
 
@@ -349,6 +388,8 @@ mod tests {
         assert_eq!(args.clients, None);
         let args = parse(&["--clients", "10,1000"]).unwrap();
         assert_eq!(args.clients, Some(vec![10, 1000]));
+        assert!(!args.train);
+        assert!(parse(&["--train", "--pgwarden", "x"]).unwrap().train);
         assert_eq!(
             args.pgwarden,
             std::path::Path::new("target/release/pgwarden")
@@ -366,6 +407,8 @@ mod tests {
             &["--workload", "tpcb", "--memory-only"],
             &["--clients", "ten"],
             &["--clients", "10", "--memory-only"],
+            &["--train", "--quick"],
+            &["--train", "--workload", "tpcb"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -70,7 +70,7 @@ impl Context {
             format!("machine: {cpus} CPUs, {mem}, {}", first_line(Command::new("uname").args(["-sr"]))),
             format!("PostgreSQL: {}", cluster.psql("SHOW server_version").unwrap_or_default()),
             format!("PgBouncer: {}", first_line(Command::new("/usr/sbin/pgbouncer").arg("--version"))),
-            format!("pgwarden: {} (git {})", first_line(Command::new(pgwarden).arg("--version")), first_line(Command::new("git").args(["rev-parse", "--short", "HEAD"]))),
+            format!("pgwarden: {} (git {}), binary `{}`", first_line(Command::new(pgwarden).arg("--version")), first_line(Command::new("git").args(["rev-parse", "--short", "HEAD"])), pgwarden.display()),
             format!(
                 "settings: transaction pooling, {} server connections per pooler, trust auth, pgbench -j 2, {} s per round, {} round(s) per target, targets alternating",
                 plan.cap, plan.seconds, plan.rounds
