@@ -171,16 +171,7 @@ fn main() -> anyhow::Result<()> {
         return train(&pgwarden_bin);
     }
 
-    println!("starting a throwaway PostgreSQL cluster ...");
-    let cluster = pgwarden_testkit::PgCluster::builder()
-        .max_connections(1100)
-        .setting("shared_buffers", "'128MB'")
-        .start()
-        .context("start PostgreSQL")?;
-    cluster.create_database("bench", "postgres")?;
-    let pgbench = run::pgbench_path(cluster.bin_dir());
-    let scale = if plan.quick { 1 } else { 10 };
-    run::init(&pgbench, cluster.port(), scale)?;
+    let (cluster, pgbench) = start_cluster(1100, if plan.quick { 1 } else { 10 })?;
 
     let pgbouncer = Pooler::start_pgbouncer(cluster.port(), plan.cap)
         .context("start PgBouncer (install it with `make deps-bench`)")?;
@@ -262,21 +253,31 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A throwaway cluster with the `bench` database initialised by pgbench at `scale`; returns it
+/// and the pgbench to use with it.
+fn start_cluster(
+    max_connections: u32,
+    scale: u32,
+) -> anyhow::Result<(pgwarden_testkit::PgCluster, PathBuf)> {
+    println!("starting a throwaway PostgreSQL cluster ...");
+    let cluster = pgwarden_testkit::PgCluster::builder()
+        .max_connections(max_connections)
+        .setting("shared_buffers", "'128MB'")
+        .start()
+        .context("start PostgreSQL")?;
+    cluster.create_database("bench", "postgres")?;
+    let pgbench = run::pgbench_path(cluster.bin_dir());
+    run::init(&pgbench, cluster.port(), scale)?;
+    Ok((cluster, pgbench))
+}
+
 /// `--train`: the full plan's workloads through `pgwarden` alone, once each at 10 and at 200
 /// clients for 5 s, so an instrumented build records the paths the benchmark runs (see
 /// `scripts/build-pgo.sh`). pgwarden is stopped with SIGTERM at the end, so it exits normally
 /// and writes its profile.
 fn train(pgwarden_bin: &std::path::Path) -> anyhow::Result<()> {
     let plan = Plan::full();
-    println!("starting a throwaway PostgreSQL cluster ...");
-    let cluster = pgwarden_testkit::PgCluster::builder()
-        .max_connections(300)
-        .setting("shared_buffers", "'128MB'")
-        .start()
-        .context("start PostgreSQL")?;
-    cluster.create_database("bench", "postgres")?;
-    let pgbench = run::pgbench_path(cluster.bin_dir());
-    run::init(&pgbench, cluster.port(), 1)?;
+    let (cluster, pgbench) = start_cluster(300, 1)?;
     let pgwarden = Pooler::start_pgwarden(pgwarden_bin, cluster.port(), plan.cap)?;
     let target = Target::Pooler(&pgwarden);
     for workload in &plan.workloads {
