@@ -58,7 +58,7 @@ bench: deps-bench
 
 ## build-pgo: a profile-guided release build, trained on the benchmark's workloads
 ## (target/pgo-use/release/pgwarden; `make bench BENCH_PGWARDEN=target/pgo-use/release/pgwarden`)
-build-pgo: deps-bench
+build-pgo: deps
 	@scripts/build-pgo.sh
 
 ## bench-quick: the same, shortened to about two minutes

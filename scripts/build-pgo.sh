@@ -27,6 +27,7 @@ if [ -z "$profdata" ]; then
     exit 1
   fi
   echo "build-pgo: installing llvm-19 (for llvm-profdata) ..."
+  apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends llvm-19 >/dev/null
   profdata=$(find_profdata)
 fi
@@ -51,7 +52,12 @@ if [ ${#raws[@]} -eq 0 ]; then
 fi
 
 echo "build-pgo: 3/4 merging ${#raws[@]} profile(s) with $profdata ..."
-"$profdata" merge -o "$out/pgwarden.profdata" "${raws[@]}"
+if ! "$profdata" merge -o "$out/pgwarden.profdata" "${raws[@]}"; then
+  echo "build-pgo: $profdata cannot read the profiles of this rustc" \
+    "($(rustc --version --verbose | sed -n 's/^LLVM version: //p' | sed 's/^/LLVM /')):" \
+    "install an llvm-profdata at least as new (rustup's llvm-tools match it)" >&2
+  exit 1
+fi
 
 echo "build-pgo: 4/4 optimised build ..."
 RUSTFLAGS="-Cprofile-use=$out/pgwarden.profdata -Cllvm-args=-pgo-warn-missing-function=false" \
