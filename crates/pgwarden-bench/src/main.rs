@@ -4,9 +4,10 @@
 //! appended to `docs/BENCHMARKS.md`.
 //!
 //! Usage: `pgwarden-bench [--quick] [--rounds N] [--workload TEXT] [--clients LIST]
-//! [--memory-only] [--train] [--pgwarden PATH] [--chart CSV]` (run from the repository root; `--help`
-//! says what each does). A missing value, an unknown option, or `--workload` or `--clients`
-//! with `--memory-only` is refused before anything runs.
+//! [--memory-only] [--train] [--pgwarden PATH] [--chart CSV]` (run from the repository root;
+//! `--help` says what each does). A missing value, an unknown option, or options that cannot
+//! go together (`--workload` or `--clients` with `--memory-only`, `--train` with any other
+//! plan option) are refused before anything runs.
 
 mod chart;
 mod pooler;
@@ -49,6 +50,18 @@ impl Plan {
             cap: 10,
             quick: false,
         }
+    }
+
+    /// Keeps only the client counts in `wanted`; each must be one of the plan's.
+    fn keep_clients(&mut self, wanted: &[u32]) -> anyhow::Result<()> {
+        if let Some(c) = wanted.iter().find(|c| !self.clients.contains(c)) {
+            anyhow::bail!(
+                "--clients {c} is not one of the plan's client counts ({:?})",
+                self.clients
+            );
+        }
+        self.clients.retain(|c| wanted.contains(c));
+        Ok(())
     }
 
     fn quick() -> Plan {
@@ -147,13 +160,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     if let Some(clients) = &args.clients {
-        if let Some(c) = clients.iter().find(|c| !plan.clients.contains(c)) {
-            anyhow::bail!(
-                "--clients {c} is not one of the plan's client counts ({:?})",
-                plan.clients
-            );
-        }
-        plan.clients.retain(|c| clients.contains(c));
+        plan.keep_clients(clients)?;
     }
     // Only the idle-client memory measurement (no pgbench rounds); printed, not appended.
     let memory_only = args.memory_only;
@@ -395,6 +402,20 @@ mod tests {
             args.pgwarden,
             std::path::Path::new("target/release/pgwarden")
         );
+    }
+
+    #[test]
+    fn clients_keep_only_counts_of_the_plan() {
+        let mut plan = super::Plan::full();
+        plan.keep_clients(&[1000, 10]).unwrap();
+        assert_eq!(plan.clients, vec![10, 1000]);
+        let mut quick = super::Plan::quick();
+        let e = quick.keep_clients(&[10, 1000]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--clients 1000 is not one of the plan's client counts ([10, 200])"
+        );
+        assert_eq!(quick.clients, vec![10, 200], "left as it was");
     }
 
     #[test]
