@@ -62,4 +62,10 @@ fi
 echo "build-pgo: 4/4 optimised build ..."
 RUSTFLAGS="-Cprofile-use=$out/pgwarden.profdata -Cllvm-args=-pgo-warn-missing-function=false" \
   cargo build --quiet --release -p pgwarden --bin pgwarden --target-dir target/pgo-use
-echo "build-pgo: built target/pgo-use/release/pgwarden"
+# The build script reads the flags it was built with: a check that the profile was used.
+version=$(target/pgo-use/release/pgwarden --version)
+case $version in
+  *profile-guided*) ;;
+  *) echo "build-pgo: target/pgo-use/release/pgwarden is not a profile-guided build ($version)" >&2; exit 1 ;;
+esac
+echo "build-pgo: built target/pgo-use/release/pgwarden: $version"

@@ -75,19 +75,27 @@ impl Context {
                 "settings: transaction pooling, {} server connections per pooler, trust auth, pgbench -j 2, {} s per round, {} round(s) per target, targets alternating",
                 plan.cap, plan.seconds, plan.rounds
             ),
-            format!(
-                "command: make bench{} (cargo run --release -p pgwarden-bench)",
-                if plan.quick {
-                    "-quick".to_string()
-                } else if plan.rounds != 3 {
-                    format!(" BENCH_ARGS='--rounds {}'", plan.rounds)
-                } else {
-                    String::new()
-                }
-            ),
+            format!("command: {}", command_line(std::env::args().skip(1))),
         ];
         Context { lines }
     }
+}
+
+/// The benchmark's own command line as it ran (`make bench` passes `--pgwarden` and
+/// `BENCH_ARGS`), each argument quoted if it needs it.
+fn command_line(args: impl Iterator<Item = String>) -> String {
+    let mut line = String::from("pgwarden-bench");
+    for a in args {
+        line.push(' ');
+        if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'') {
+            line.push('\'');
+            line.push_str(&a.replace('\'', r"'\''"));
+            line.push('\'');
+        } else {
+            line.push_str(&a);
+        }
+    }
+    line
 }
 
 /// Writes every round to `bench/results/<unix time>.csv`; returns the path.
@@ -611,6 +619,16 @@ mod tests {
             rss_kb: 0,
             error: tps.is_none().then(|| "failed".to_string()),
         }
+    }
+
+    #[test]
+    fn the_command_line_quotes_only_what_needs_it() {
+        let args = ["--rounds", "5", "--workload", "select only", "it's", ""];
+        assert_eq!(
+            command_line(args.iter().map(|a| a.to_string())),
+            r"pgwarden-bench --rounds 5 --workload 'select only' 'it'\''s' ''"
+        );
+        assert_eq!(command_line(std::iter::empty()), "pgwarden-bench");
     }
 
     #[test]

@@ -14,12 +14,15 @@ use pgwarden::config::{ConfigError, LoadOptions, Loaded, Settings};
 /// The exit code of a refused configuration (the same as clap's usage errors).
 pub(crate) const EXIT_INVALID_CONFIG: u8 = 2;
 
+/// The version `--version` prints, with the kind of build when it is not the usual one.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), env!("PGWARDEN_BUILD_KIND"));
+
 /// pgwarden keeps a PostgreSQL server's connection slots safe.
 ///
 /// Configuration precedence, lowest first: profile defaults < TOML file (--config or
 /// PGWARDEN_CONFIG) < DATABASE_URL and friends < PGWARDEN_<SECTION>_<KEY> < flags.
 #[derive(Debug, Parser)]
-#[command(name = "pgwarden", version, about, long_about)]
+#[command(name = "pgwarden", version = VERSION, about, long_about)]
 pub(crate) struct Cli {
     /// TOML configuration file [default: $PGWARDEN_CONFIG, else none]
     #[arg(long, global = true, value_name = "PATH")]
