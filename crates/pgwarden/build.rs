@@ -12,6 +12,8 @@ fn main() {
     } else {
         ""
     };
-    println!("cargo:rustc-env=PGWARDEN_BUILD_KIND={kind}");
+    // Not named PGWARDEN_*: cargo also sets it when it runs the binary (`cargo run`, tests),
+    // and pgwarden refuses PGWARDEN_* variables it does not know.
+    println!("cargo:rustc-env=BUILD_KIND_SUFFIX={kind}");
     println!("cargo:rerun-if-changed=build.rs");
 }

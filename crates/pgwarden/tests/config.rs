@@ -232,3 +232,22 @@ fn databases_entries_are_shown_masked_and_unknown_keys_refused() {
         assert!(!err.contains("route-secret"), "password leaked: {err}");
     }
 }
+
+#[test]
+fn the_version_names_no_build_kind_for_the_usual_build() {
+    // The build script adds "(profile-guided build)" only under `-Cprofile-use`; the tests'
+    // own build has no such flag. Run through cargo, which also puts the build script's
+    // variables in the binary's environment: they must not trip the PGWARDEN_* check.
+    let out = pgwarden(&["--version"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim_end(),
+        format!("pgwarden {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        .arg("check-config")
+        .env_remove("PGWARDEN_CONFIG")
+        .output()
+        .expect("run pgwarden");
+    assert!(out.status.success(), "{}", stderr(&out));
+}

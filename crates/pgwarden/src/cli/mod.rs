@@ -15,7 +15,7 @@ use pgwarden::config::{ConfigError, LoadOptions, Loaded, Settings};
 pub(crate) const EXIT_INVALID_CONFIG: u8 = 2;
 
 /// The version `--version` prints, with the kind of build when it is not the usual one.
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), env!("PGWARDEN_BUILD_KIND"));
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), env!("BUILD_KIND_SUFFIX"));
 
 /// pgwarden keeps a PostgreSQL server's connection slots safe.
 ///
