@@ -2,12 +2,12 @@
 //! and its instrumented first stage say so, so a benchmark report shows which binary it ran.
 
 fn main() {
-    // Cargo hands a build script the flags of the crate it builds, separated by 0x1f; a change
-    // of RUSTFLAGS rebuilds everything, this script included.
+    // Cargo hands a build script the flags of the crate it builds, separated by 0x1f.
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    let kind = if flags.split('\x1f').any(|f| f.contains("profile-use")) {
+    let has = |flag: &str| flags.split('\x1f').any(|f| f.contains(flag));
+    let kind = if has("profile-use") {
         " (profile-guided build)"
-    } else if flags.split('\x1f').any(|f| f.contains("profile-generate")) {
+    } else if has("profile-generate") {
         " (instrumented build)"
     } else {
         ""
@@ -16,4 +16,8 @@ fn main() {
     // and pgwarden refuses PGWARDEN_* variables it does not know.
     println!("cargo:rustc-env=BUILD_KIND_SUFFIX={kind}");
     println!("cargo:rerun-if-changed=build.rs");
+    // Without `--target` a change of RUSTFLAGS rebuilds this script anyway; with it, the
+    // script's own flags stay the same and only these lines make it run again.
+    println!("cargo:rerun-if-env-changed=RUSTFLAGS");
+    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
 }
