@@ -204,7 +204,6 @@ struct Cell {
     user: Option<f64>,
     system: Option<f64>,
     machine: Option<f64>,
-    error: Option<String>,
 }
 
 fn cell(rounds: &[Round], target: &str, workload: &str, clients: u32) -> Cell {
@@ -229,7 +228,6 @@ fn cell(rounds: &[Round], target: &str, workload: &str, clients: u32) -> Cell {
         user: of_ok(Round::user_ms_per_1k),
         system: of_ok(Round::system_ms_per_1k),
         machine: of_ok(Round::machine_ms_per_1k),
-        error: mine.iter().find_map(|r| r.error.clone()),
     }
 }
 
@@ -279,16 +277,10 @@ pub(crate) fn markdown(
         "| workload | clients | direct TPS | PgBouncer TPS | pgwarden TPS | pgwarden/direct | PgBouncer/direct | pgwarden/PgBouncer | p99 direct | p99 PgBouncer | p99 pgwarden | CPU PgBouncer | CPU pgwarden |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut failures = Vec::new();
     for (workload, c) in cells(plan) {
         let d = cell(rounds, "direct", workload, c);
         let b = cell(rounds, "pgbouncer", workload, c);
         let p = cell(rounds, "pgwarden", workload, c);
-        for (name, x) in [("direct", &d), ("PgBouncer", &b), ("pgwarden", &p)] {
-            if let (None, Some(e)) = (x.tps, &x.error) {
-                failures.push(format!("{name}, {workload}, {c} clients: `{e}`"));
-            }
-        }
         let _ = writeln!(
             md,
             "| {} | {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -310,8 +302,12 @@ pub(crate) fn markdown(
     md.push_str(&per_round_markdown(plan, rounds));
     md.push_str(&cpu_split_markdown(plan, rounds));
     md.push_str(&machine_cpu_markdown(plan, rounds));
+    let failures = failures(plan, rounds);
     if !failures.is_empty() {
-        let _ = writeln!(md, "\nFailed runs (no TPS recorded):\n");
+        let _ = writeln!(
+            md,
+            "\nFailed rounds (no TPS recorded; a cell's medians are of its rounds that succeeded):\n"
+        );
         for f in failures {
             let _ = writeln!(md, "- {f}");
         }
@@ -325,6 +321,37 @@ pub(crate) fn markdown(
         md.push_str(&memory_markdown(memory));
     }
     md
+}
+
+/// One line per target and cell with failed rounds: how many of its rounds failed (all, or
+/// some, whose medians are then of the others) and the first error.
+fn failures(plan: &Plan, rounds: &[Round]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (workload, c) in cells(plan) {
+        for (target, name) in [
+            ("direct", "direct"),
+            ("pgbouncer", "PgBouncer"),
+            ("pgwarden", "pgwarden"),
+        ] {
+            let mine: Vec<&Round> = rounds
+                .iter()
+                .filter(|r| r.target == target && r.workload == workload && r.clients == c)
+                .collect();
+            let failed: Vec<&str> = mine.iter().filter_map(|r| r.error.as_deref()).collect();
+            let Some(first) = failed.first() else {
+                continue;
+            };
+            let how_many = if failed.len() == mine.len() {
+                format!("all {} rounds", mine.len())
+            } else {
+                format!("{} of {} rounds", failed.len(), mine.len())
+            };
+            lines.push(format!(
+                "{name}, {workload}, {c} clients, {how_many}: `{first}`"
+            ));
+        }
+    }
+    lines
 }
 
 /// pgwarden's figure over PgBouncer's, round by round (the two ran back to back in each
@@ -750,6 +777,36 @@ mod tests {
         assert!(latency_markdown(&other, &rounds).contains(&format!(
             "| {name} | 50 | – | – | – | – | – | – | – | – | – |"
         )));
+    }
+
+    #[test]
+    fn failed_rounds_are_counted_per_target_and_cell() {
+        let (plan, name, mut rounds) = one_cell(vec![
+            round("direct", 0, Some(500.0), 0.0),
+            round("pgbouncer", 0, None, 0.020),
+            round("pgwarden", 0, Some(100.0), 0.020),
+            round("direct", 1, Some(500.0), 0.0),
+            round("pgbouncer", 1, Some(100.0), 0.020),
+            round("pgwarden", 1, None, 0.020),
+            round("pgwarden", 2, None, 0.020),
+            round("pgbouncer", 2, None, 0.020),
+        ]);
+        rounds[5].error = Some("first".into());
+        assert_eq!(
+            failures(&plan, &rounds),
+            vec![
+                format!("PgBouncer, {name}, 10 clients, 2 of 3 rounds: `failed`"),
+                format!("pgwarden, {name}, 10 clients, 2 of 3 rounds: `first`"),
+            ]
+        );
+        rounds[4].tps = None;
+        rounds[4].error = Some("all".into());
+        assert_eq!(
+            failures(&plan, &rounds)[0],
+            format!("PgBouncer, {name}, 10 clients, all 3 rounds: `failed`")
+        );
+        rounds.retain(|r| r.error.is_none());
+        assert!(failures(&plan, &rounds).is_empty());
     }
 
     #[test]
