@@ -206,11 +206,21 @@ struct Cell {
     machine: Option<f64>,
 }
 
-fn cell(rounds: &[Round], target: &str, workload: &str, clients: u32) -> Cell {
-    let mine: Vec<&Round> = rounds
+/// The rounds of one target in one cell.
+fn rounds_of<'a>(
+    rounds: &'a [Round],
+    target: &str,
+    workload: &str,
+    clients: u32,
+) -> Vec<&'a Round> {
+    rounds
         .iter()
         .filter(|r| r.target == target && r.workload == workload && r.clients == clients)
-        .collect();
+        .collect()
+}
+
+fn cell(rounds: &[Round], target: &str, workload: &str, clients: u32) -> Cell {
+    let mine = rounds_of(rounds, target, workload, clients);
     // Latency and CPU only of the rounds that succeeded.
     let of_ok = |figure: fn(&Round) -> Option<f64>| {
         median(
@@ -333,10 +343,7 @@ fn failures(plan: &Plan, rounds: &[Round]) -> Vec<String> {
             ("pgbouncer", "PgBouncer"),
             ("pgwarden", "pgwarden"),
         ] {
-            let mine: Vec<&Round> = rounds
-                .iter()
-                .filter(|r| r.target == target && r.workload == workload && r.clients == c)
-                .collect();
+            let mine = rounds_of(rounds, target, workload, c);
             let failed: Vec<&str> = mine.iter().filter_map(|r| r.error.as_deref()).collect();
             let Some(first) = failed.first() else {
                 continue;
