@@ -110,7 +110,7 @@ impl<C: Connector> Drop for Pooled<C> {
         if self.slot.is_none() {
             return;
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         let slot = self.slot.take().expect("checked above");
         self.shared
             .counters

@@ -9,6 +9,8 @@
 //! - `state`: the locked bookkeeping (idle list, FIFO waiters, counts, checkouts).
 //! - `guard`: [`Pooled`], the checkout guard that always gives its connection back.
 //! - `tasks`: background connects and the maintenance loop.
+//! - [`clock`]: the time read on the hot path, once per event-loop turn where the runtime
+//!   reports its wake-ups.
 //! - [`stats`], [`event`], [`error`]: what the pool reports.
 //!
 //! # Guarantees
@@ -42,6 +44,7 @@
 //! # });
 //! ```
 
+pub mod clock;
 pub mod config;
 pub mod connector;
 pub mod error;

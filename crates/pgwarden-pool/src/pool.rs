@@ -211,7 +211,7 @@ impl<C: Connector> Future for Acquire<C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let started = *this.started.get_or_insert_with(Instant::now);
+        let started = *this.started.get_or_insert_with(crate::clock::now);
         loop {
             let (slot, now) = match &mut this.step {
                 Step::Look => match this.look(started) {
@@ -226,7 +226,7 @@ impl<C: Connector> Future for Acquire<C> {
                     let shared = this.shared();
                     match outcome {
                         // Registered for leak detection by the handoff.
-                        Ok(crate::state::Handoff::Conn(slot)) => (slot, Instant::now()),
+                        Ok(crate::state::Handoff::Conn(slot)) => (slot, crate::clock::now()),
                         Ok(crate::state::Handoff::Failed(kind, error)) => {
                             let pool = shared.config.name.clone();
                             return this.done(Err(PoolError::ConnectFailed { pool, kind, error }));
@@ -425,7 +425,7 @@ impl<C: Connector> Pool<C> {
                 let slot = st.idle.pop_back()?;
                 // Read only now: a caller finding nothing idle (most, under contention) pays
                 // for no clock read.
-                let now = Instant::now();
+                let now = crate::clock::now();
                 st.in_use += 1;
                 if shared.config.leak_threshold.is_some() {
                     st.note_checkout(slot.meta.id, location, now);

@@ -46,20 +46,24 @@ pub(crate) fn run(options: &LoadOptions, drain_timeout: Duration) -> ExitCode {
 }
 
 /// The runtime `proxy.workers` asks for: `1` = a current-thread runtime (every session on the
-/// main thread), `N` = N worker threads, `0` = one worker per CPU.
+/// main thread), `N` = N worker threads, `0` = one worker per CPU. Each wake-up of a thread
+/// is reported to the pools, which then read the clock once per turn of the event loop rather
+/// than at every checkout and return (see [`pgwarden_pool::clock`]).
 pub(crate) fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    match workers {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
+    let mut builder = match workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
         n => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if n > 1 {
                 builder.worker_threads(n);
             }
-            builder.enable_all().build()
+            builder
         }
-    }
+    };
+    builder
+        .enable_all()
+        .on_thread_unpark(pgwarden_pool::clock::loop_turned)
+        .build()
 }
 
 /// Maps the settings onto the proxy's configuration.
@@ -317,6 +321,33 @@ mod tests {
         assert_eq!(three.metrics().num_workers(), 3);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(build_runtime(0).unwrap().metrics().num_workers(), cores);
+    }
+
+    /// Inside one turn of the loop the pools' clock is read once; every wake-up reads it anew.
+    async fn clock_follows_the_loop() {
+        use pgwarden_pool::clock;
+        use std::time::Duration;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let a = clock::now();
+        std::thread::sleep(Duration::from_millis(3));
+        assert_eq!(clock::now(), a, "no wake-up: the reading is reused");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(
+            clock::now() >= a + Duration::from_millis(3),
+            "a wake-up reads again"
+        );
+    }
+
+    #[test]
+    fn both_runtimes_report_their_wake_ups_to_the_pool_clock() {
+        // Own threads: the clock's state is per thread.
+        std::thread::spawn(|| build_runtime(1).unwrap().block_on(clock_follows_the_loop()))
+            .join()
+            .unwrap();
+        let multi = build_runtime(2).unwrap();
+        multi
+            .block_on(async { tokio::spawn(clock_follows_the_loop()).await })
+            .unwrap();
     }
 
     #[test]
