@@ -421,11 +421,47 @@ fn paired_text(ratios: &[Option<f64>], higher_is_better: bool) -> String {
         .count();
     let sign = if higher_is_better { "≥" } else { "≤" };
     let mid = median(known.clone()).expect("not empty");
+    let interval = match median_interval(known.clone()) {
+        Some((lo, hi, coverage)) => {
+            format!("; {:.0} % interval {lo:.2}–{hi:.2}", coverage * 100.0)
+        }
+        None => String::new(),
+    };
     format!(
-        "{} (median {mid:.2}; {wins} of {} {sign} 1)",
+        "{} (median {mid:.2}; {wins} of {} {sign} 1{interval})",
         values.join(" "),
         known.len()
     )
+}
+
+/// A distribution-free confidence interval for the median of `v` (the sign test's): the
+/// `k`-th smallest and `k`-th largest value, with the largest `k` whose interval still covers
+/// the median with probability at least 95 %, or `k = 1` (the whole range) when even that
+/// covers less (fewer than 6 values). Returns the bounds and the coverage; `None` for fewer
+/// than 2 values. An interval around a paired ratio that holds 1 means the rounds cannot tell
+/// the two poolers apart.
+fn median_interval(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+    let n = v.len();
+    if n < 2 {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    // coverage(k) = 1 - 2 P(B <= k - 1), B ~ Binomial(n, 1/2).
+    let mut below = 0.0; // P(B <= k - 1)
+    let mut choose = 1.0; // C(n, k - 1)
+    let half_n = 0.5f64.powi(n as i32);
+    let mut best = (1, 1.0 - 2.0 * half_n);
+    for k in 1..=n / 2 {
+        below += choose * half_n;
+        let coverage = 1.0 - 2.0 * below;
+        if coverage < 0.95 {
+            break;
+        }
+        best = (k, coverage);
+        choose = choose * (n - (k - 1)) as f64 / k as f64;
+    }
+    let (k, coverage) = best;
+    Some((v[k - 1], v[n - k], coverage))
 }
 
 /// The per-round table: pgwarden over PgBouncer in each round, where drift between rounds
@@ -435,7 +471,8 @@ fn per_round_markdown(plan: &Plan, rounds: &[Round]) -> String {
     let _ = writeln!(
         md,
         "\npgwarden over PgBouncer round by round (the two ran back to back in each round, \
-         each going first in turn):\n"
+         each going first in turn), with the sign test's interval for the median ratio: one \
+         that holds 1 means these rounds cannot tell the two poolers apart:\n"
     );
     let _ = writeln!(
         md,
@@ -682,17 +719,36 @@ mod tests {
         assert_eq!(tps, vec![Some(1.1), Some(0.9), None]);
         assert_eq!(
             paired_text(&tps, true),
-            "1.10 0.90 – (median 1.10; 1 of 2 ≥ 1)"
+            "1.10 0.90 – (median 1.10; 1 of 2 ≥ 1; 50 % interval 0.90–1.10)"
         );
         let cpu = paired(&rounds, "w", 10, Round::cpu_ms_per_1k);
         assert_eq!(
             paired_text(&cpu, false),
-            "0.90 1.50 – (median 1.50; 1 of 2 ≤ 1)"
+            "0.90 1.50 – (median 1.50; 1 of 2 ≤ 1; 50 % interval 0.90–1.50)"
         );
         assert_eq!(
             paired_text(&paired(&rounds, "other", 10, |r| r.tps), true),
             "–"
         );
+    }
+
+    #[test]
+    fn median_interval_is_the_sign_tests() {
+        assert_eq!(median_interval(vec![1.0]), None);
+        // Five values: even the whole range covers only 1 - 2/32 of the time.
+        let (lo, hi, coverage) = median_interval(vec![5.0, 1.0, 4.0, 2.0, 3.0]).unwrap();
+        assert_eq!((lo, hi), (1.0, 5.0));
+        assert!((coverage - 0.9375).abs() < 1e-9);
+        // Nine: the 2nd smallest to the 2nd largest, 1 - 2 * 10/512.
+        let nine: Vec<f64> = (1..=9).rev().map(f64::from).collect();
+        let (lo, hi, coverage) = median_interval(nine).unwrap();
+        assert_eq!((lo, hi), (2.0, 8.0));
+        assert!((coverage - (1.0 - 20.0 / 512.0)).abs() < 1e-9);
+        // Twenty: the 6th to the 15th (P(B <= 5) = 0.0207, P(B <= 6) = 0.0577).
+        let twenty: Vec<f64> = (1..=20).map(f64::from).collect();
+        let (lo, hi, coverage) = median_interval(twenty).unwrap();
+        assert_eq!((lo, hi), (6.0, 15.0));
+        assert!(coverage > 0.95 && coverage < 0.96, "{coverage}");
     }
 
     #[test]
