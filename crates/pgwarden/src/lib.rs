@@ -46,7 +46,7 @@ pub use error::{ConnectError, Error};
 pub use global::{global, init_global};
 pub use orphans::OrphanCleaner;
 pub use pg::{PgConnection, PgConnector};
-pub use pgwarden_pool::{CloseReport, PoolError, PoolEvent, PoolStats, PoolStatus};
+pub use pgwarden_pool::{clock, CloseReport, PoolError, PoolEvent, PoolStats, PoolStatus};
 pub use redis_pool::RedisConnector;
 pub use warden::{
     OrphanReport, PgGuard, RedisGuard, ShutdownReport, Warden, WardenStats, POSTGRES, REDIS,
