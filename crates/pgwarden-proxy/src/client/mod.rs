@@ -587,16 +587,26 @@ impl Session {
                 // of logins then never holds a task and a session per client.
                 let park_now = parkable && first_wait;
                 let buf = &mut self.buf_client;
+                let armed = &mut self.armed.client;
                 // One poll function, checked in this order, rather than a `select!` of four
                 // futures: fewer instructions and less code between two transactions.
                 let read = std::future::poll_fn(|cx| {
                     if signals.is_set(signals::SHUTDOWN) {
                         return Poll::Ready(Err(fatal("57P01", "pgwarden is shutting down")));
                     }
-                    if let Poll::Ready(read) =
-                        client.poll_read_idle(cx, buf, READ_CHUNK, single_threaded)
-                    {
-                        return Poll::Ready(read.map_err(SessionEnd::from));
+                    // The forwarding loop's last read of the client left this task's waker
+                    // with the socket (the usual case after a transaction): until the socket
+                    // is marked ready, polling it again would only register the same waker
+                    // once more (see `turn`).
+                    let pending = client
+                        .plain_tcp()
+                        .is_some_and(|tcp| turn::still_pending(tcp, armed));
+                    if !pending {
+                        if let Poll::Ready(read) =
+                            client.poll_read_idle(cx, buf, READ_CHUNK, single_threaded)
+                        {
+                            return Poll::Ready(read.map_err(SessionEnd::from));
+                        }
                     }
                     if park_now || (parkable && parker.is_due(idle_since)) {
                         return Poll::Ready(Err(SessionEnd::Park));

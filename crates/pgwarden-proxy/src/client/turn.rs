@@ -54,7 +54,8 @@ pub(super) enum Event {
 /// Which reads returned `Pending` with this task's waker and have not been seen ready since
 /// (see the module documentation). Cleared when the session's task or its server connection
 /// changes, and whenever anything else may have taken the readiness away (the idle client
-/// read, which clears it after a short read).
+/// read, which clears it after a short read). The idle wait between transactions consults the
+/// client's flag too: the turn that waited for the reply usually left the waker there.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Armed {
     pub(super) server: bool,
@@ -63,7 +64,7 @@ pub(super) struct Armed {
 
 /// Whether an armed read of `tcp` would still be pending: its readiness is not set. Once it
 /// is set the read is disarmed and polled for real.
-fn still_pending(tcp: &TcpStream, armed: &mut bool) -> bool {
+pub(super) fn still_pending(tcp: &TcpStream, armed: &mut bool) -> bool {
     if !*armed {
         return false;
     }

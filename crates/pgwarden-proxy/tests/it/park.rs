@@ -65,6 +65,34 @@ async fn an_idle_client_parks_and_comes_back_with_its_statements_and_parameters(
     wait_for(&proxy, 0, 0, Duration::from_secs(2)).await;
 }
 
+/// Between two transactions the session waits on the client with the waker its last turn left
+/// with the socket (it does not poll the socket again): a request or a hang-up in that wait
+/// must still be heard at once, not only when the idle client is parked a second later.
+#[tokio::test]
+async fn a_client_is_heard_between_transactions_before_it_parks() {
+    let cluster = common::cluster();
+    let proxy = RunningProxy::start(common::config(&cluster)).await;
+    let client = common::client(&proxy).await;
+    client.simple_query("SELECT 1").await.unwrap();
+    for i in 0..20i32 {
+        tokio::time::sleep(Duration::from_millis(20 + 10 * (i % 3) as u64)).await;
+        assert_eq!(proxy.handle.stats().clients_parked, 0, "round {i}");
+        let asked = Instant::now();
+        let row = client.query_one("SELECT $1::int", &[&i]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), i);
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "round {i}: answered after {:?}",
+            asked.elapsed()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let hung_up = Instant::now();
+    drop(client);
+    wait_for(&proxy, 0, 0, Duration::from_millis(500)).await;
+    assert!(hung_up.elapsed() < Duration::from_millis(500));
+}
+
 #[tokio::test]
 async fn two_hundred_parked_clients_come_back_at_once_within_the_cap() {
     let cluster = common::cluster();
