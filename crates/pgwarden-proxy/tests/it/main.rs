@@ -11,6 +11,7 @@ mod basic;
 mod breaker;
 mod cancel;
 mod cap;
+mod clock;
 mod db_cap;
 mod drivers;
 mod errors;
