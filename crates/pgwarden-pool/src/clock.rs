@@ -65,20 +65,23 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Runs `check` on a thread of its own: the clock's state is per thread.
+    fn on_own_thread(check: impl FnOnce() + Send + 'static) {
+        std::thread::spawn(check).join().unwrap();
+    }
+
     #[test]
     fn without_the_hook_every_call_reads_the_clock() {
-        std::thread::spawn(|| {
+        on_own_thread(|| {
             let a = now();
             std::thread::sleep(Duration::from_millis(2));
             assert!(now() >= a + Duration::from_millis(2));
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn one_reading_per_wake_up_and_a_fresh_one_after_the_next() {
-        std::thread::spawn(|| {
+        on_own_thread(|| {
             loop_turned();
             let a = now();
             std::thread::sleep(Duration::from_millis(2));
@@ -88,14 +91,12 @@ mod tests {
                 now() >= a + Duration::from_millis(2),
                 "a wake-up reads again"
             );
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_loop_that_never_parks_still_reads_the_clock_every_max_reuse_calls() {
-        std::thread::spawn(|| {
+        on_own_thread(|| {
             loop_turned();
             let a = now();
             std::thread::sleep(Duration::from_millis(2));
@@ -103,14 +104,12 @@ mod tests {
                 assert_eq!(now(), a);
             }
             assert!(now() >= a + Duration::from_millis(2));
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn the_runtime_hook_keeps_readings_fresh_across_waits() {
-        std::thread::spawn(|| {
+        on_own_thread(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .on_thread_unpark(loop_turned)
@@ -121,8 +120,6 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 assert!(now() >= a + Duration::from_millis(5));
             });
-        })
-        .join()
-        .unwrap();
+        });
     }
 }
