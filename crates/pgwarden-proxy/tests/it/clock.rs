@@ -1,6 +1,6 @@
 //! The pools' clock read once per turn of the event loop (`pgwarden_pool::clock`), on a
-//! runtime that reports its wake-ups as `pgwarden serve`'s does: the wait and use times it
-//! records must still span what PostgreSQL did.
+//! runtime that reports its wake-ups as `pgwarden serve`'s does: the use times it records must
+//! still span what PostgreSQL did.
 
 use std::time::Duration;
 
