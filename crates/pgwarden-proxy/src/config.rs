@@ -185,6 +185,11 @@ pub struct ProxyConfig {
     pub max_message_len: u32,
     /// Prepared statements cached per server connection before the oldest is closed.
     pub max_prepared_statements: usize,
+    /// Transaction mode: answer a plain `BEGIN` without a server connection and send it to the
+    /// server right before the transaction's first statement, in the same write (one server
+    /// round trip less per transaction; no server connection held by a client that opened a
+    /// transaction and sent nothing yet). Default on.
+    pub defer_begin: bool,
     /// Whether clients may (`allow`, the default) or must (`require`) use TLS; `disable`
     /// answers every SSLRequest with `N`. TLS is offered only with a certificate and key.
     pub tls_mode: TlsMode,
@@ -229,6 +234,7 @@ impl ProxyConfig {
             application_name: "pgwarden".to_string(),
             max_message_len: 256 << 20,
             max_prepared_statements: 200,
+            defer_begin: true,
             tls_mode: TlsMode::Allow,
             tls_cert_file: None,
             tls_key_file: None,

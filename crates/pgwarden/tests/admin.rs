@@ -129,7 +129,8 @@ async fn health_ready_and_metrics_follow_the_upstream_and_the_drain() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let client = loop {
         let client = connect(&url).await;
-        match client.simple_query("BEGIN").await {
+        // A statement behind the BEGIN, so the transaction holds a server connection.
+        match client.simple_query("BEGIN; SELECT 1").await {
             Ok(_) => break client,
             Err(e) => assert!(Instant::now() < deadline, "BEGIN after the restart: {e}"),
         }

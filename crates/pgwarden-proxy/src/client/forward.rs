@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pgwarden_protocol::response::{CommandComplete, ReadyForQuery};
-use pgwarden_protocol::Header;
+use pgwarden_protocol::{Header, TransactionStatus};
+use std::sync::atomic::Ordering::Relaxed;
 
-use super::{error_message, fatal, reprepare, ClientStatement, Session, SessionEnd};
+use super::{error_message, fatal, reprepare, ClientStatement, DeferredTx, Session, SessionEnd};
 use crate::config::PoolMode;
 use crate::params::SessionParams;
 use crate::responses::{Disposition, Expect, ResponsePlan};
@@ -115,6 +116,56 @@ impl Keyword {
     }
 }
 
+/// A simple Query whose whole text opens or ends a transaction in its plainest form: what a
+/// deferred start of transaction (see [`Session::answer_transaction_control`]) may answer
+/// without a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TxControl {
+    /// `BEGIN`, `BEGIN WORK`, `BEGIN TRANSACTION`, `START TRANSACTION`.
+    Begin,
+    /// `COMMIT` or `END` (each also with `WORK` or `TRANSACTION`).
+    Commit,
+    /// `ROLLBACK` or `ABORT` (each also with `WORK` or `TRANSACTION`).
+    Rollback,
+    /// Anything else, options (`ISOLATION LEVEL`, `READ ONLY`, `AND CHAIN`), comments and
+    /// second statements included: it goes to the server as usual.
+    Other,
+}
+
+impl TxControl {
+    /// Sorts a Query's text (without its NUL): any case, whitespace around the words and one
+    /// trailing semicolon allowed. Checked for the first Query of every transaction: longer
+    /// texts are told apart by their length alone.
+    pub(super) fn of(sql: &[u8]) -> TxControl {
+        if sql.len() > 40 {
+            return TxControl::Other;
+        }
+        let mut s = sql.trim_ascii();
+        if let Some(rest) = s.strip_suffix(b";") {
+            s = rest.trim_ascii_end();
+        }
+        let mut words = s
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        let (Some(first), second, None) = (words.next(), words.next(), words.next()) else {
+            return TxControl::Other;
+        };
+        let is = |w: &[u8], word: &[u8]| w.eq_ignore_ascii_case(word);
+        let plain = second.is_none_or(|w| is(w, b"work") || is(w, b"transaction"));
+        if (is(first, b"begin") && plain)
+            || (is(first, b"start") && second.is_some_and(|w| is(w, b"transaction")))
+        {
+            TxControl::Begin
+        } else if (is(first, b"commit") || is(first, b"end")) && plain {
+            TxControl::Commit
+        } else if (is(first, b"rollback") || is(first, b"abort")) && plain {
+            TxControl::Rollback
+        } else {
+            TxControl::Other
+        }
+    }
+}
+
 /// The query text of a Parse body (after the statement name) if it changes the session.
 fn session_change_text(parse_rest: &[u8]) -> Option<String> {
     let query = split_cstr(parse_rest)?.0;
@@ -126,6 +177,10 @@ fn session_change_text(parse_rest: &[u8]) -> Option<String> {
 /// PostgreSQL's own message for a cancelled statement; the request waited for a server
 /// connection and never ran.
 const CANCELLED_WHILE_WAITING: &str = "canceling statement due to user request";
+
+/// PostgreSQL's own message for a statement in a failed transaction block.
+const IN_FAILED_TRANSACTION: &str =
+    "current transaction is aborted, commands ignored until end of transaction block";
 
 /// Why LISTEN is refused in transaction mode.
 const LISTEN_REFUSED: &str = "LISTEN is not supported in transaction pooling mode: \
@@ -191,6 +246,18 @@ impl Session {
                 at += len;
                 continue;
             }
+            // A plain BEGIN, or the end of a transaction no server connection has seen yet, is
+            // answered here (transaction mode): nothing to wait for, no server round trip.
+            if self.server.is_none()
+                && (self.deferred != DeferredTx::None
+                    || (tag == b'Q'
+                        && self.mode == PoolMode::Transaction
+                        && self.shared.config.defer_begin))
+                && self.answer_transaction_control(tag, &buf[at..at + len])
+            {
+                at += len;
+                continue;
+            }
             // Checked here first: the rest of a batch finds the server connection held.
             let held = match self.server {
                 Some(_) => true,
@@ -207,6 +274,10 @@ impl Session {
                     // connection: it fails as PostgreSQL fails a query cancelled before it
                     // ran, and never reaches a server.
                     let mut reply = error_message("ERROR", "57014", CANCELLED_WHILE_WAITING);
+                    if self.deferred == DeferredTx::Open {
+                        // The error aborts the transaction the client opened.
+                        self.deferred = DeferredTx::Failed;
+                    }
                     if matches!(tag, b'Q' | b'F' | b'S') {
                         ReadyForQuery(self.transaction_status()).encode(&mut reply);
                     } else {
@@ -221,6 +292,14 @@ impl Session {
             let seq = self.batch.record(tag, &buf[at..at + len]);
             self.plan.set_origin(seq);
             let before = self.to_server.len();
+            if self.deferred == DeferredTx::Open {
+                // The client's BEGIN goes out now, in the same write as the statement behind
+                // it (after the parameters' realignment, which must not be part of the
+                // transaction).
+                self.deferred = DeferredTx::None;
+                self.begin_in_flight = Some(self.plan.len());
+                push_internal_query(&mut self.to_server, &mut self.plan, "BEGIN");
+            }
             if let Err(e) = self.route(tag, &buf[at..at + len]) {
                 break Err(e);
             }
@@ -480,11 +559,77 @@ impl Session {
     }
 
     fn transaction_status(&self) -> pgwarden_protocol::TransactionStatus {
-        self.server
-            .as_ref()
-            .map_or(pgwarden_protocol::TransactionStatus::Idle, |s| {
-                s.tracker.transaction_status()
-            })
+        use pgwarden_protocol::TransactionStatus;
+        match &self.server {
+            Some(s) => s.tracker.transaction_status(),
+            None => match self.deferred {
+                DeferredTx::None => TransactionStatus::Idle,
+                DeferredTx::Open => TransactionStatus::InTransaction,
+                DeferredTx::Failed => TransactionStatus::Failed,
+            },
+        }
+    }
+
+    /// Answers, without a server connection, what needs none (transaction mode, no server
+    /// connection held): a plain `BEGIN` (the transaction is then deferred: the server sees the
+    /// `BEGIN` right before the client's next statement, in the same write, so it costs no
+    /// round trip of its own and no server connection sits idle in it), and the `COMMIT` or
+    /// `ROLLBACK` of a deferred transaction in which nothing was sent. In a deferred
+    /// transaction that failed here, every other message fails as PostgreSQL fails it
+    /// (25P02). `false`: the message goes to a server connection as usual.
+    pub(super) fn answer_transaction_control(&mut self, tag: u8, frame: &[u8]) -> bool {
+        debug_assert!(
+            self.plan.is_empty(),
+            "no request outstanding without a server"
+        );
+        let control = match tag {
+            b'Q' => TxControl::of(&frame[5..frame.len().saturating_sub(1)]),
+            _ => TxControl::Other,
+        };
+        let reply: &'static [u8] = match (self.deferred, control) {
+            (DeferredTx::None, TxControl::Begin) => {
+                self.deferred = DeferredTx::Open;
+                b"C\0\0\0\x0aBEGIN\0Z\0\0\0\x05T"
+            }
+            (DeferredTx::Open, TxControl::Commit) => {
+                self.deferred = DeferredTx::None;
+                self.shared.stats.transactions_total.fetch_add(1, Relaxed);
+                b"C\0\0\0\x0bCOMMIT\0Z\0\0\0\x05I"
+            }
+            (DeferredTx::Open | DeferredTx::Failed, TxControl::Commit | TxControl::Rollback) => {
+                // COMMIT of a failed transaction rolls it back, and says so.
+                self.deferred = DeferredTx::None;
+                self.shared.stats.transactions_total.fetch_add(1, Relaxed);
+                b"C\0\0\0\x0dROLLBACK\0Z\0\0\0\x05I"
+            }
+            (DeferredTx::Failed, _) => {
+                if matches!(tag, b'd' | b'c' | b'f') {
+                    // No COPY is running: PostgreSQL ignores these too.
+                    return true;
+                }
+                if tag == b'S' {
+                    let mut reply = BytesMut::with_capacity(6);
+                    ReadyForQuery(TransactionStatus::Failed).encode(&mut reply);
+                    self.to_client.extend_from_slice(&reply);
+                    return true;
+                }
+                if tag == b'H' {
+                    return true;
+                }
+                let mut reply = error_message("ERROR", "25P02", IN_FAILED_TRANSACTION);
+                if matches!(tag, b'Q' | b'F') {
+                    ReadyForQuery(TransactionStatus::Failed).encode(&mut reply);
+                } else {
+                    // An extended-query batch: the rest of it is dropped up to its Sync.
+                    self.skip_until_sync = true;
+                }
+                self.to_client.extend_from_slice(&reply);
+                return true;
+            }
+            _ => return false,
+        };
+        self.to_client.extend_from_slice(reply);
+        true
     }
 
     fn lookup(&self, name: &[u8]) -> Option<ClientStatement> {
@@ -529,6 +674,41 @@ impl Session {
         );
         self.plan
             .push_parse(Arc::clone(&statement.server_name), client_asked);
+    }
+
+    /// Follows the replies up to the deferred `BEGIN`'s (`ahead` ReadyForQuery before it):
+    /// an error from it, or a ReadyForQuery that is not in a transaction, ends the session
+    /// (the client's statements behind it ran outside the transaction it opened).
+    fn check_deferred_begin(
+        &mut self,
+        ahead: usize,
+        tag: u8,
+        header: &Header,
+        at: usize,
+    ) -> Result<(), SessionEnd> {
+        let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
+        let failed = match (tag, ahead) {
+            (b'Z', 0) => {
+                self.begin_in_flight = None;
+                server.rbuf.get(at + header.frame_len() - 1) != Some(&b'T')
+            }
+            (b'Z', n) => {
+                self.begin_in_flight = Some(n - 1);
+                false
+            }
+            (b'E', 0) => true,
+            _ => false,
+        };
+        if failed {
+            self.begin_in_flight = None;
+            server.broken = true;
+            return Err(fatal(
+                "08006",
+                "pgwarden could not start the transaction on its server connection (its BEGIN \
+                 failed); the statements sent behind it may have run outside the transaction",
+            ));
+        }
+        Ok(())
     }
 
     /// Sorts every whole message the server sent into forwarded and swallowed.
@@ -585,6 +765,9 @@ impl Session {
                     }
                     reprepare::Verdict::PassThrough(name) => stale_names.push(name),
                 }
+            }
+            if let Some(ahead) = self.begin_in_flight {
+                self.check_deferred_begin(ahead, tag, &header, at)?;
             }
             let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
             if disposition == Disposition::Swallow {
@@ -647,6 +830,44 @@ mod tests {
         assert_eq!(Keyword::of(b""), Keyword::Other);
         assert!(Keyword::of(b"set x = 1").changes_session());
         assert!(!Keyword::of(b"listen x").changes_session());
+    }
+
+    #[test]
+    fn only_plain_transaction_control_is_recognised() {
+        for sql in [
+            "BEGIN",
+            " begin ; ",
+            "Begin Work",
+            "BEGIN TRANSACTION;",
+            "start transaction",
+        ] {
+            assert_eq!(TxControl::of(sql.as_bytes()), TxControl::Begin, "{sql}");
+        }
+        for sql in ["COMMIT", "commit work;", "END", "end transaction"] {
+            assert_eq!(TxControl::of(sql.as_bytes()), TxControl::Commit, "{sql}");
+        }
+        for sql in ["ROLLBACK", "rollback transaction;", "ABORT", "abort work"] {
+            assert_eq!(TxControl::of(sql.as_bytes()), TxControl::Rollback, "{sql}");
+        }
+        for sql in [
+            "",
+            ";",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            "BEGIN READ ONLY",
+            "begin; select 1",
+            "BEGIN;;",
+            "START",
+            "START WORK",
+            "COMMIT AND CHAIN",
+            "ROLLBACK TO SAVEPOINT a",
+            "-- c\nBEGIN",
+            "BEGINNING",
+            "BEGIN WORKS",
+            "SELECT 1",
+            "begin                                                  ",
+        ] {
+            assert_eq!(TxControl::of(sql.as_bytes()), TxControl::Other, "{sql:?}");
+        }
     }
 
     #[test]

@@ -442,6 +442,15 @@ pub(crate) struct Session {
     wait_cancelled: bool,
     /// Reads known to be pending (see [`turn::Armed`]).
     armed: turn::Armed,
+    /// A transaction the client opened with a plain `BEGIN` that pgwarden answered itself
+    /// (transaction mode, `defer_begin`): no server connection is held for it until the
+    /// client's next statement, which is sent right behind the `BEGIN` (see
+    /// [`Session::answer_transaction_control`]).
+    deferred: DeferredTx,
+    /// While the deferred `BEGIN` is in flight: how many ReadyForQuery of internal queries
+    /// come before its own. Its error, or a ReadyForQuery outside a transaction, ends the
+    /// session: the statements behind it would have run outside the transaction.
+    begin_in_flight: Option<usize>,
     /// The wait for a server connection in progress, polled by the forwarding loop. Kept here
     /// rather than as a local of the loop: measured, that cost fewer instructions per waiting
     /// transaction (docs/BENCHMARKS.md, round 12).
@@ -509,10 +518,25 @@ impl IdleSession {
             skip_until_sync: false,
             wait_cancelled: false,
             armed: turn::Armed::default(),
+            deferred: DeferredTx::None,
+            begin_in_flight: None,
             acquiring: None,
             timer: None,
         })
     }
+}
+
+/// A transaction opened by a `BEGIN` pgwarden answered itself, before any server connection
+/// serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DeferredTx {
+    /// None open (or the open one is on a server connection).
+    None,
+    /// Open: the next statement takes a server connection and is sent behind a `BEGIN`.
+    Open,
+    /// Failed before reaching a server (a cancelled wait for a server connection): every
+    /// statement fails until `ROLLBACK` (or `COMMIT`, which rolls back), as on the server.
+    Failed,
 }
 
 /// Source of session ids.
@@ -580,19 +604,29 @@ impl Session {
                 self.batch.release_memory();
                 // Plain TCP only: a TLS stream may hold decrypted bytes no socket readiness
                 // announces. An unnamed statement waiting for its Bind keeps the task too.
-                let parkable =
-                    !client.is_tls() && self.unnamed_session_sql.is_none() && !self.skip_until_sync;
+                let parkable = !client.is_tls()
+                    && self.unnamed_session_sql.is_none()
+                    && !self.skip_until_sync
+                    && self.deferred == DeferredTx::None;
                 let idle_since = parker.tick();
                 // Right after login, a client with nothing to say yet parks at once: a burst
                 // of logins then never holds a task and a session per client.
                 let park_now = parkable && first_wait;
+                // A client inside a transaction it opened with a deferred BEGIN is drained like
+                // one whose transaction holds a server connection: it may finish it.
+                let in_deferred = self.deferred != DeferredTx::None;
                 let buf = &mut self.buf_client;
                 let armed = &mut self.armed.client;
                 // One poll function, checked in this order, rather than a `select!` of four
                 // futures: fewer instructions and less code between two transactions.
                 let read = std::future::poll_fn(|cx| {
                     if signals.is_set(signals::SHUTDOWN) {
-                        return Poll::Ready(Err(fatal("57P01", "pgwarden is shutting down")));
+                        if !in_deferred {
+                            return Poll::Ready(Err(fatal("57P01", "pgwarden is shutting down")));
+                        }
+                        if signals.is_set(signals::DRAIN_EXPIRED) {
+                            return Poll::Ready(Err(fatal("57P01", DRAIN_EXPIRED)));
+                        }
                     }
                     // The forwarding loop's last read of the client left this task's waker
                     // with the socket (the usual case after a transaction): until the socket
@@ -753,6 +787,7 @@ impl Session {
             });
             let mut turn = Turn {
                 signals: &signals,
+                in_deferred: self.deferred != DeferredTx::None,
                 client: &mut *client,
                 server,
                 to_server: &mut self.to_server,

@@ -92,6 +92,9 @@ pub(super) struct ServerSide<'a> {
 /// Everything one wait polls, borrowed from the session for the turn.
 pub(super) struct Turn<'a> {
     pub(super) signals: &'a Signals,
+    /// Inside a transaction opened by a deferred BEGIN (no server connection yet): a shutdown
+    /// lets it finish, as it lets a transaction holding a server connection finish.
+    pub(super) in_deferred: bool,
     pub(super) client: &'a mut ClientStream,
     pub(super) server: Option<ServerSide<'a>>,
     pub(super) to_server: &'a mut BytesMut,
@@ -120,7 +123,10 @@ impl Turn<'_> {
                 }
             }
             None => {
-                if self.signals.is_set(signals::SHUTDOWN) {
+                if self.signals.is_set(signals::DRAIN_EXPIRED) {
+                    return Poll::Ready(Ok(Event::DrainExpired));
+                }
+                if !self.in_deferred && self.signals.is_set(signals::SHUTDOWN) {
                     return Poll::Ready(Ok(Event::Shutdown));
                 }
             }

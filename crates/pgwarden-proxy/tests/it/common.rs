@@ -156,6 +156,8 @@ pub struct RawClient {
     pub key: (i32, [u8; 4]),
     /// The SQLSTATE of the last ErrorResponse seen by `until_ready`.
     pub last_error: Option<String>,
+    /// The transaction status of the last ReadyForQuery (`I`, `T` or `E`).
+    pub last_status: u8,
 }
 
 impl RawClient {
@@ -171,6 +173,7 @@ impl RawClient {
             stream,
             key: (0, [0; 4]),
             last_error: None,
+            last_status: 0,
         };
         client.until_ready().await;
         assert_ne!(client.key.0, 0, "no BackendKeyData in the greeting");
@@ -255,6 +258,7 @@ impl RawClient {
                 let pid = i32::from_be_bytes(body[..4].try_into().unwrap());
                 self.key = (pid, body[4..8].try_into().unwrap());
             }
+            b'Z' => self.last_status = body[0],
             b'E' => {
                 self.last_error = body
                     .split(|b| *b == 0)

@@ -24,7 +24,8 @@ async fn query_wait_timeout_names_the_pool_and_its_cap() {
     config.query_wait_timeout = Duration::from_millis(500);
     let proxy = RunningProxy::start(config).await;
     let holder = common::client(&proxy).await;
-    holder.batch_execute("BEGIN").await.unwrap();
+    // A statement behind the BEGIN: a BEGIN alone holds no server connection (defer_begin).
+    holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
     let waiter = common::client(&proxy).await;
     let started = std::time::Instant::now();
     let err = waiter.simple_query("SELECT 1").await.unwrap_err();

@@ -13,6 +13,7 @@ mod cancel;
 mod cap;
 mod clock;
 mod db_cap;
+mod defer_begin;
 mod drivers;
 mod errors;
 mod lifecycle;

@@ -100,6 +100,7 @@ pub(crate) fn proxy_config(settings: &Settings) -> Result<ProxyConfig, String> {
     config.application_name = settings.upstream.application_name.clone();
     config.allow_trust_remote = p.allow_trust_remote;
     config.max_prepared_statements = p.max_prepared_statements;
+    config.defer_begin = p.defer_begin;
     config.tls_mode = p.tls_mode.parse::<pgwarden_proxy::TlsMode>()?;
     config.tls_cert_file = p.tls_cert_file.clone();
     config.tls_key_file = p.tls_key_file.clone();
@@ -358,12 +359,14 @@ mod tests {
             .with_flag("proxy.listen", "0.0.0.0:6432")
             .with_flag("proxy.allow_trust_remote", "true")
             .with_flag("proxy.max_prepared_statements", "7")
+            .with_flag("proxy.defer_begin", "false")
             .with_flag("databases.alias", "dbname=target pool_size=3")
             .with_flag("databases.ro", "host=replica user=ro password=s3cret");
         let settings = Settings::load(&options).unwrap().settings;
         let config = proxy_config(&settings).unwrap();
         assert!(config.allow_trust_remote);
         assert_eq!(config.max_prepared_statements, 7);
+        assert!(!config.defer_begin);
         let alias = &config.databases["alias"];
         assert_eq!(alias.dbname.as_deref(), Some("target"));
         assert_eq!(alias.pool_size, Some(3));

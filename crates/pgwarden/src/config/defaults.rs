@@ -64,6 +64,7 @@ pub(crate) fn profile_defaults(profile: Environment) -> RawConfig {
             workers: Some(1),
             allow_trust_remote: Some(false),
             max_prepared_statements: Some(200),
+            defer_begin: Some(true),
             tls_mode: Some("allow".to_string()),
             tls_cert_file: None,
             tls_key_file: None,

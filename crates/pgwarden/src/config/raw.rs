@@ -188,6 +188,9 @@ raw_section! {
         /// Prepared statements kept per server connection before the oldest is closed.
         /// Default `200`.
         max_prepared_statements: usize,
+        /// Transaction mode: answer a plain `BEGIN` locally and send it to the server right
+        /// before the transaction's first statement. Default `true`.
+        defer_begin: bool,
         /// TLS towards clients: `disable`, `allow` (TLS for clients that ask, when a
         /// certificate is configured) or `require`. Default `allow`.
         tls_mode: String,

@@ -203,6 +203,9 @@ pub struct ProxySettings {
     /// Prepared statements kept per server connection before the oldest is closed.
     /// Default 200, >= 1.
     pub max_prepared_statements: usize,
+    /// Transaction mode: answer a plain `BEGIN` locally and send it right before the
+    /// transaction's first statement. Default true.
+    pub defer_begin: bool,
     /// TLS towards clients: `disable`, `allow` (default) or `require` (needs a certificate).
     pub tls_mode: String,
     /// PEM certificate chain presented to clients. Default none (no TLS).

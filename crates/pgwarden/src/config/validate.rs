@@ -108,6 +108,7 @@ pub(crate) fn validate(merged: &Layer) -> Result<Settings, ConfigError> {
         allow_trust_remote: required(&p.allow_trust_remote, "proxy.allow_trust_remote")?,
         max_prepared_statements: check
             .at_least_one(&p.max_prepared_statements, "proxy.max_prepared_statements")?,
+        defer_begin: required(&p.defer_begin, "proxy.defer_begin")?,
         tls_mode: required(&p.tls_mode, "proxy.tls_mode")?,
         tls_cert_file: p
             .tls_cert_file
