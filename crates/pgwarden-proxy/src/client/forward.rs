@@ -558,8 +558,7 @@ impl Session {
         Ok(())
     }
 
-    fn transaction_status(&self) -> pgwarden_protocol::TransactionStatus {
-        use pgwarden_protocol::TransactionStatus;
+    fn transaction_status(&self) -> TransactionStatus {
         match &self.server {
             Some(s) => s.tracker.transaction_status(),
             None => match self.deferred {

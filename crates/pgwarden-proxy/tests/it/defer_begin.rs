@@ -5,9 +5,21 @@
 
 use std::time::Duration;
 
+use tokio_postgres::Client;
+
 use crate::common::{self, RawClient, RunningProxy};
 
-async fn count(observer: &tokio_postgres::Client, table: &str) -> i64 {
+/// A direct client of the cluster that has created `table (id int)`.
+async fn observer_with_table(cluster: &pgwarden_testkit::PgCluster, table: &str) -> Client {
+    let observer = common::client_url(&cluster.url(common::APP_DB, "postgres")).await;
+    observer
+        .batch_execute(&format!("CREATE TABLE {table} (id int)"))
+        .await
+        .unwrap();
+    observer
+}
+
+async fn count(observer: &Client, table: &str) -> i64 {
     observer
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
@@ -21,11 +33,7 @@ async fn count(observer: &tokio_postgres::Client, table: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_begin_alone_holds_no_server_connection() {
     let cluster = common::cluster();
-    let observer = common::client_url(&cluster.url(common::APP_DB, "postgres")).await;
-    observer
-        .batch_execute("CREATE TABLE deferred (id int)")
-        .await
-        .unwrap();
+    let observer = observer_with_table(&cluster, "deferred").await;
     for defer in [true, false] {
         let mut config = common::config(&cluster);
         config.default_pool_size = 1;
@@ -167,11 +175,7 @@ async fn a_cancelled_wait_fails_the_deferred_transaction() {
     let mut config = common::config(&cluster);
     config.default_pool_size = 1;
     let proxy = RunningProxy::start(config).await;
-    let observer = common::client_url(&cluster.url(common::APP_DB, "postgres")).await;
-    observer
-        .batch_execute("CREATE TABLE waited (id int)")
-        .await
-        .unwrap();
+    let observer = observer_with_table(&cluster, "waited").await;
     let holder = common::client(&proxy).await;
     holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
     let mut waiter = RawClient::connect(&proxy).await;
@@ -212,11 +216,7 @@ async fn a_cancelled_wait_fails_the_deferred_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_lets_a_deferred_transaction_finish() {
     let cluster = common::cluster();
-    let observer = common::client_url(&cluster.url(common::APP_DB, "postgres")).await;
-    observer
-        .batch_execute("CREATE TABLE drained (id int)")
-        .await
-        .unwrap();
+    let observer = observer_with_table(&cluster, "drained").await;
     let proxy = RunningProxy::start(common::config(&cluster)).await;
     let c = common::client(&proxy).await;
     let idle = common::client(&proxy).await;
