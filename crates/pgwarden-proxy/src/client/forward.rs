@@ -15,7 +15,6 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pgwarden_protocol::response::{CommandComplete, ReadyForQuery};
 use pgwarden_protocol::{Header, TransactionStatus};
-use std::sync::atomic::Ordering::Relaxed;
 
 use super::{error_message, fatal, reprepare, ClientStatement, DeferredTx, Session, SessionEnd};
 use crate::config::PoolMode;
@@ -177,6 +176,13 @@ fn session_change_text(parse_rest: &[u8]) -> Option<String> {
 /// PostgreSQL's own message for a cancelled statement; the request waited for a server
 /// connection and never ran.
 const CANCELLED_WHILE_WAITING: &str = "canceling statement due to user request";
+
+/// The replies made for a deferred transaction's plain BEGIN, COMMIT and ROLLBACK: the bytes of
+/// CommandComplete and ReadyForQuery, written out (the encoders allocate the tag; a test
+/// checks these against them).
+const BEGIN_REPLY: &[u8] = b"C\0\0\0\x0aBEGIN\0Z\0\0\0\x05T";
+const COMMIT_REPLY: &[u8] = b"C\0\0\0\x0bCOMMIT\0Z\0\0\0\x05I";
+const ROLLBACK_REPLY: &[u8] = b"C\0\0\0\x0dROLLBACK\0Z\0\0\0\x05I";
 
 /// PostgreSQL's own message for a statement in a failed transaction block.
 const IN_FAILED_TRANSACTION: &str =
@@ -588,18 +594,16 @@ impl Session {
         let reply: &'static [u8] = match (self.deferred, control) {
             (DeferredTx::None, TxControl::Begin) => {
                 self.deferred = DeferredTx::Open;
-                b"C\0\0\0\x0aBEGIN\0Z\0\0\0\x05T"
+                BEGIN_REPLY
             }
             (DeferredTx::Open, TxControl::Commit) => {
                 self.deferred = DeferredTx::None;
-                self.shared.stats.transactions_total.fetch_add(1, Relaxed);
-                b"C\0\0\0\x0bCOMMIT\0Z\0\0\0\x05I"
+                COMMIT_REPLY
             }
             (DeferredTx::Open | DeferredTx::Failed, TxControl::Commit | TxControl::Rollback) => {
                 // COMMIT of a failed transaction rolls it back, and says so.
                 self.deferred = DeferredTx::None;
-                self.shared.stats.transactions_total.fetch_add(1, Relaxed);
-                b"C\0\0\0\x0dROLLBACK\0Z\0\0\0\x05I"
+                ROLLBACK_REPLY
             }
             (DeferredTx::Failed, _) => {
                 if matches!(tag, b'd' | b'c' | b'f') {
@@ -607,12 +611,11 @@ impl Session {
                     return true;
                 }
                 if tag == b'S' {
-                    let mut reply = BytesMut::with_capacity(6);
-                    ReadyForQuery(TransactionStatus::Failed).encode(&mut reply);
-                    self.to_client.extend_from_slice(&reply);
+                    ReadyForQuery(TransactionStatus::Failed).encode(&mut self.to_client);
                     return true;
                 }
                 if tag == b'H' {
+                    // Nothing is pending to flush.
                     return true;
                 }
                 let mut reply = error_message("ERROR", "25P02", IN_FAILED_TRANSACTION);
@@ -682,14 +685,14 @@ impl Session {
         &mut self,
         ahead: usize,
         tag: u8,
-        header: &Header,
-        at: usize,
+        frame: std::ops::Range<usize>,
     ) -> Result<(), SessionEnd> {
         let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
         let failed = match (tag, ahead) {
             (b'Z', 0) => {
                 self.begin_in_flight = None;
-                server.rbuf.get(at + header.frame_len() - 1) != Some(&b'T')
+                // ReadyForQuery's last byte is the transaction status.
+                server.rbuf.get(frame.end - 1) != Some(&b'T')
             }
             (b'Z', n) => {
                 self.begin_in_flight = Some(n - 1);
@@ -766,7 +769,7 @@ impl Session {
                 }
             }
             if let Some(ahead) = self.begin_in_flight {
-                self.check_deferred_begin(ahead, tag, &header, at)?;
+                self.check_deferred_begin(ahead, tag, at..at + len)?;
             }
             let server: &mut ServerConnection = self.server.as_deref_mut().expect("server held");
             if disposition == Disposition::Swallow {
@@ -866,6 +869,20 @@ mod tests {
             "begin                                                  ",
         ] {
             assert_eq!(TxControl::of(sql.as_bytes()), TxControl::Other, "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn deferred_transaction_replies_are_what_the_encoders_make() {
+        for (reply, tag, status) in [
+            (BEGIN_REPLY, "BEGIN", TransactionStatus::InTransaction),
+            (COMMIT_REPLY, "COMMIT", TransactionStatus::Idle),
+            (ROLLBACK_REPLY, "ROLLBACK", TransactionStatus::Idle),
+        ] {
+            let mut made = BytesMut::new();
+            CommandComplete { tag: tag.into() }.encode(&mut made);
+            ReadyForQuery(status).encode(&mut made);
+            assert_eq!(reply, &made[..], "{tag}");
         }
     }
 
