@@ -201,6 +201,12 @@ async fn a_cancelled_wait_fails_the_deferred_transaction() {
     waiter.send_raw(&batch).await;
     assert_eq!(waiter.until_ready().await, b"EZ");
     assert_eq!(waiter.last_status, b'E');
+    // A Flush alone is no statement: a Sync after it gets only ReadyForQuery.
+    let mut flush_sync = common::frame(b'H', b"");
+    flush_sync.extend(common::frame(b'S', b""));
+    waiter.send_raw(&flush_sync).await;
+    assert_eq!(waiter.until_ready().await, b"Z");
+    assert_eq!(waiter.last_status, b'E');
     assert_eq!(waiter.query("COMMIT").await, b"CZ");
     assert_eq!(waiter.last_status, b'I');
 
@@ -239,4 +245,28 @@ async fn a_shutdown_lets_a_deferred_transaction_finish() {
         .expect("the proxy did not stop once the transaction ended")
         .unwrap();
     assert_eq!(count(&observer, "drained").await, 1);
+}
+
+/// A client that never ends its deferred transaction is disconnected when the drain timeout
+/// expires, as one holding a server connection is: the shutdown does not wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_timeout_ends_a_deferred_transaction() {
+    let cluster = common::cluster();
+    let proxy = RunningProxy::start(common::config(&cluster)).await;
+    let c = common::client(&proxy).await;
+    c.batch_execute("BEGIN").await.unwrap();
+    // RunningProxy drains for 5 s.
+    tokio::time::timeout(Duration::from_secs(15), proxy.stop())
+        .await
+        .expect("the shutdown waited past its drain timeout");
+    let told = tokio::time::timeout(Duration::from_secs(3), async {
+        while !c.is_closed() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        told.is_ok(),
+        "the client in a deferred transaction outlived the proxy"
+    );
 }
