@@ -159,10 +159,13 @@ async fn options_go_to_the_server_and_empty_transactions_do_not() {
         .await
         .unwrap_err();
     assert_eq!(err.as_db_error().unwrap().code().code(), "42601");
-    // BEGIN twice: the server's warning, as on a direct connection.
-    c.batch_execute("BEGIN").await.unwrap();
-    c.batch_execute("BEGIN").await.unwrap();
-    c.batch_execute("COMMIT").await.unwrap();
+    // BEGIN twice: the second reaches the server behind the first, which warns (NoticeResponse)
+    // as on a direct connection.
+    assert_eq!(raw.query("BEGIN").await, b"CZ");
+    assert_eq!(raw.query("BEGIN").await, b"NCZ");
+    assert_eq!(raw.last_status, b'T');
+    assert_eq!(raw.query("COMMIT").await, b"CZ");
+    assert_eq!(raw.last_status, b'I');
     proxy.stop().await;
 }
 
