@@ -87,9 +87,21 @@ pub(crate) struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.signals.wakers.lock().remove(&self.id);
+        let mut wakers = self.signals.wakers.lock();
+        wakers.remove(&self.id);
+        // A map never shrinks by itself: after a burst of logins (every new session is
+        // subscribed until it parks) its table would stay sized for the burst, 25 bytes a
+        // slot. Shrunk once it is an eighth full, to twice what it holds: amortised, each
+        // removal pays for at most a few moves.
+        if wakers.capacity() >= SHRINK_ABOVE && wakers.len() * 8 < wakers.capacity() {
+            let keep = wakers.len() * 2;
+            wakers.shrink_to(keep);
+        }
     }
 }
+
+/// Capacity under which the registry is never shrunk (its table is then at most ~100 KiB).
+const SHRINK_ABOVE: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -119,5 +131,24 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), signals.raised(SHUTDOWN))
             .await
             .expect("already raised");
+    }
+
+    #[tokio::test]
+    async fn the_registry_gives_back_its_table_after_a_burst() {
+        let signals = Arc::new(Signals::default());
+        let mut subs = Vec::new();
+        for id in 0..20_000 {
+            subs.push(signals.subscribe(id).await);
+        }
+        let burst = signals.wakers.lock().capacity();
+        assert!(burst >= 20_000);
+        // The burst parks but for a few: the table follows.
+        subs.truncate(100);
+        let after = signals.wakers.lock().capacity();
+        assert!(after <= SHRINK_ABOVE, "{after} of {burst}");
+        // Those left are still registered.
+        assert_eq!(signals.wakers.lock().len(), 100);
+        subs.clear();
+        assert!(signals.wakers.lock().is_empty());
     }
 }
