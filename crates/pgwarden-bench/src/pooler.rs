@@ -241,6 +241,22 @@ impl Pooler {
         )
     }
 
+    /// Context switches of all the pooler's threads so far (`/proc/PID/task/*/status`); zero
+    /// where unreadable.
+    pub(crate) fn switches(&self) -> Switches {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else {
+            return Switches::default();
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+            .map(|status| Switches::from_status(&status))
+            .fold(Switches::default(), |sum, s| Switches {
+                voluntary: sum.voluntary + s.voluntary,
+                involuntary: sum.involuntary + s.involuntary,
+            })
+    }
+
     /// Resident memory in KiB.
     pub(crate) fn rss_kb(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -303,9 +319,82 @@ impl CpuTimes {
     }
 }
 
+/// Context switches of a thread or process: voluntary ones, where it blocked waiting for
+/// something (a pooler: for the next event, in `epoll_wait`), and involuntary ones, where the
+/// scheduler switched it out while it had work (preempted, most often by a task it had just
+/// woken). The kernel counts both without any debug interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Switches {
+    pub(crate) voluntary: u64,
+    pub(crate) involuntary: u64,
+}
+
+impl Switches {
+    /// Reads the `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` lines of a
+    /// `/proc/PID/status` (or `/proc/PID/task/TID/status`) file; zero where one is missing.
+    pub(crate) fn from_status(status: &str) -> Switches {
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Switches {
+            voluntary: field("voluntary_ctxt_switches"),
+            involuntary: field("nonvoluntary_ctxt_switches"),
+        }
+    }
+
+    /// The switches between `before` and `self`.
+    pub(crate) fn since(self, before: Switches) -> Switches {
+        Switches {
+            voluntary: self.voluntary.saturating_sub(before.voluntary),
+            involuntary: self.involuntary.saturating_sub(before.involuntary),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::CpuTimes;
+    use super::{CpuTimes, Switches};
+
+    #[test]
+    fn switches_are_read_from_the_status_file() {
+        let status = "Name:\tpgwarden\nThreads:\t1\nvoluntary_ctxt_switches:\t1520\n\
+                      nonvoluntary_ctxt_switches:\t37\n";
+        let s = Switches::from_status(status);
+        assert_eq!(
+            s,
+            Switches {
+                voluntary: 1520,
+                involuntary: 37
+            }
+        );
+        assert_eq!(Switches::from_status(""), Switches::default());
+        assert_eq!(
+            s.since(Switches {
+                voluntary: 1500,
+                involuntary: 40
+            }),
+            Switches {
+                voluntary: 20,
+                involuntary: 0
+            }
+        );
+        // This thread's own file parses: each sleep is a voluntary switch.
+        let read =
+            || Switches::from_status(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
+        let before = read();
+        for _ in 0..5 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let after = read();
+        assert!(
+            after.voluntary >= before.voluntary + 5,
+            "{before:?} then {after:?}"
+        );
+    }
 
     #[test]
     fn cpu_times_are_read_after_the_command_name() {

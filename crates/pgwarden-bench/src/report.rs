@@ -7,6 +7,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
+use crate::pooler::Switches;
 use crate::run::Round;
 use crate::Plan;
 
@@ -113,13 +114,14 @@ pub(crate) fn write_csv(rounds: &[Round]) -> anyhow::Result<PathBuf> {
 /// The rows of [`write_csv`]'s file, with their header.
 fn csv_text(rounds: &[Round]) -> String {
     let mut out = String::from(
-        "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,pooler_cpu_seconds,pooler_rss_kb,pooler_user_cpu_seconds,machine_cpu_seconds,error\n",
+        "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,pooler_cpu_seconds,pooler_rss_kb,pooler_user_cpu_seconds,machine_cpu_seconds,pooler_voluntary_switches,pooler_involuntary_switches,error\n",
     );
     for r in rounds {
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+        let count = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{:.3},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{:.3},{},{},{},{},{},{}",
             r.target,
             r.workload,
             r.clients,
@@ -132,14 +134,16 @@ fn csv_text(rounds: &[Round]) -> String {
             r.rss_kb,
             opt(r.user_cpu_seconds),
             opt(r.machine_cpu_seconds),
+            count(r.switches.map(|s| s.voluntary)),
+            count(r.switches.map(|s| s.involuntary)),
             r.error.as_deref().unwrap_or("").replace(',', ";")
         );
     }
     out
 }
 
-/// Reads rows written by [`write_csv`], also those of runs before the user CPU column or the
-/// machine CPU column.
+/// Reads rows written by [`write_csv`], also those of runs before a column was added (user
+/// CPU, machine CPU, context switches): columns are found by their header's names.
 pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<Round>> {
     parse_csv(&std::fs::read_to_string(path)?)
         .with_context(|| format!("reading {}", path.display()))
@@ -147,41 +151,67 @@ pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<Round>> {
 
 fn parse_csv(text: &str) -> anyhow::Result<Vec<Round>> {
     let num = |s: &str| s.parse::<f64>().ok();
-    let header = text.lines().next().unwrap_or("");
-    let with_user = header.contains(",pooler_user_cpu_seconds,");
-    let with_machine = header.contains(",machine_cpu_seconds,");
-    let columns = 11 + usize::from(with_user) + usize::from(with_machine);
+    let header: Vec<&str> = text.lines().next().unwrap_or("").split(',').collect();
+    // The error is the last column: commas in it were replaced when it was written.
+    anyhow::ensure!(
+        header.last() == Some(&"error"),
+        "the last column is not `error`: {header:?}"
+    );
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    let need = |name: &str| column(name).with_context(|| format!("no column `{name}`"));
+    let [target, workload, clients, round, tps, avg, p99, transactions, cpu, rss] = [
+        "target",
+        "workload",
+        "clients",
+        "round",
+        "tps",
+        "latency_avg_ms",
+        "latency_p99_ms",
+        "transactions",
+        "pooler_cpu_seconds",
+        "pooler_rss_kb",
+    ]
+    .map(need);
+    let (target, workload, clients, round, tps, avg, p99) =
+        (target?, workload?, clients?, round?, tps?, avg?, p99?);
+    let (transactions, cpu, rss) = (transactions?, cpu?, rss?);
+    let user = column("pooler_user_cpu_seconds");
+    let machine = column("machine_cpu_seconds");
+    let voluntary = column("pooler_voluntary_switches");
+    let involuntary = column("pooler_involuntary_switches");
+    let error = header.len() - 1;
     let mut rounds = Vec::new();
     for line in text.lines().skip(1) {
-        // The error is the last column: commas in it were replaced when it was written.
-        let mut f: Vec<&str> = line.splitn(columns, ',').collect();
-        anyhow::ensure!(f.len() == columns, "bad line: {line}");
-        // Both optional columns sit before the error, user time first.
-        let machine_cpu_seconds = if with_machine {
-            num(f.remove(columns - 2))
-        } else {
-            None
-        };
-        let user_cpu_seconds = if with_user { num(f.remove(10)) } else { None };
-        let target = match f[0] {
-            "direct" => "direct",
-            "pgbouncer" => "pgbouncer",
-            _ => "pgwarden",
+        let f: Vec<&str> = line.splitn(header.len(), ',').collect();
+        anyhow::ensure!(f.len() == header.len(), "bad line: {line}");
+        let optional = |i: Option<usize>| i.and_then(|i| num(f[i]));
+        let count = |i: Option<usize>| i.and_then(|i| f[i].parse::<u64>().ok());
+        let switches = match (count(voluntary), count(involuntary)) {
+            (Some(voluntary), Some(involuntary)) => Some(Switches {
+                voluntary,
+                involuntary,
+            }),
+            _ => None,
         };
         rounds.push(Round {
-            target,
-            workload: f[1].to_string(),
-            clients: f[2].parse()?,
-            round: f[3].parse()?,
-            tps: num(f[4]),
-            latency_avg_ms: num(f[5]),
-            latency_p99_ms: num(f[6]),
-            transactions: f[7].parse()?,
-            cpu_seconds: num(f[8]).unwrap_or(0.0),
-            rss_kb: f[9].parse()?,
-            user_cpu_seconds,
-            machine_cpu_seconds,
-            error: (!f[10].is_empty()).then(|| f[10].to_string()),
+            target: match f[target] {
+                "direct" => "direct",
+                "pgbouncer" => "pgbouncer",
+                _ => "pgwarden",
+            },
+            workload: f[workload].to_string(),
+            clients: f[clients].parse()?,
+            round: f[round].parse()?,
+            tps: num(f[tps]),
+            latency_avg_ms: num(f[avg]),
+            latency_p99_ms: num(f[p99]),
+            transactions: f[transactions].parse()?,
+            cpu_seconds: num(f[cpu]).unwrap_or(0.0),
+            rss_kb: f[rss].parse()?,
+            user_cpu_seconds: optional(user),
+            machine_cpu_seconds: optional(machine),
+            switches,
+            error: (!f[error].is_empty()).then(|| f[error].to_string()),
         });
     }
     Ok(rounds)
@@ -204,6 +234,8 @@ struct Cell {
     user: Option<f64>,
     system: Option<f64>,
     machine: Option<f64>,
+    sleeps: Option<f64>,
+    preemptions: Option<f64>,
 }
 
 /// The rounds of one target in one cell.
@@ -238,6 +270,8 @@ fn cell(rounds: &[Round], target: &str, workload: &str, clients: u32) -> Cell {
         user: of_ok(Round::user_ms_per_1k),
         system: of_ok(Round::system_ms_per_1k),
         machine: of_ok(Round::machine_ms_per_1k),
+        sleeps: of_ok(Round::sleeps_per_tx),
+        preemptions: of_ok(Round::preemptions_per_tx),
     }
 }
 
@@ -312,6 +346,7 @@ pub(crate) fn markdown(
     md.push_str(&per_round_markdown(plan, rounds));
     md.push_str(&cpu_split_markdown(plan, rounds));
     md.push_str(&machine_cpu_markdown(plan, rounds));
+    md.push_str(&switches_markdown(plan, rounds));
     let failures = failures(plan, rounds);
     if !failures.is_empty() {
         let _ = writeln!(
@@ -591,6 +626,39 @@ fn cpu_split_markdown(plan: &Plan, rounds: &[Round]) -> String {
     )
 }
 
+/// How often each pooler blocked waiting for work (voluntary context switches) and how often
+/// the scheduler switched it out while it had work (involuntary), per transaction: on a
+/// machine the pooler shares with PostgreSQL and pgbench, a pooler preempted more often waits
+/// more for the CPU. Empty when no round recorded them (rows of older runs).
+fn switches_markdown(plan: &Plan, rounds: &[Round]) -> String {
+    if rounds.iter().all(|r| r.switches.is_none()) {
+        return String::new();
+    }
+    cell_table(
+        plan,
+        rounds,
+        "Pooler context switches per transaction, all its threads (medians over rounds): sleeps (it blocked waiting for work) and preemptions (switched out while it had work):",
+        &[
+            "sleeps PgBouncer",
+            "sleeps pgwarden",
+            "sleeps pgwarden/PgBouncer",
+            "preemptions PgBouncer",
+            "preemptions pgwarden",
+            "preemptions pgwarden/PgBouncer",
+        ],
+        |_, b, p| {
+            vec![
+                fmt_opt(b.sleeps, 3),
+                fmt_opt(p.sleeps, 3),
+                ratio(p.sleeps, b.sleeps),
+                fmt_opt(b.preemptions, 3),
+                fmt_opt(p.preemptions, 3),
+                ratio(p.preemptions, b.preemptions),
+            ]
+        },
+    )
+}
+
 /// The whole machine's CPU per transaction through each target: PostgreSQL, pgbench, the
 /// pooler and the kernel together. A pooler that made the others work more (more wake-ups,
 /// smaller writes) shows here even when its own CPU does not. Empty when no round recorded it
@@ -687,6 +755,10 @@ mod tests {
             cpu_seconds: cpu,
             user_cpu_seconds: Some(cpu / 4.0),
             machine_cpu_seconds: Some(cpu * 10.0 + 1.0),
+            switches: (target != "direct").then_some(Switches {
+                voluntary: u64::from(round) * 100 + 150,
+                involuntary: (cpu * 10_000.0).round() as u64,
+            }),
             rss_kb: 0,
             error: tps.is_none().then(|| "failed".to_string()),
         }
@@ -762,6 +834,13 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].user_cpu_seconds, Some(0.005));
         assert_eq!(back[0].machine_cpu_seconds, Some(1.2));
+        assert_eq!(
+            back[0].switches,
+            Some(Switches {
+                voluntary: 150,
+                involuntary: 200
+            })
+        );
         assert_eq!(back[0].cpu_seconds, 0.020);
         assert_eq!(back[0].tps, Some(100.0));
         assert_eq!(back[1].tps, None);
@@ -777,6 +856,7 @@ mod tests {
         let back = parse_csv(user_only).unwrap();
         assert_eq!(back[0].user_cpu_seconds, Some(0.004));
         assert_eq!(back[0].machine_cpu_seconds, None);
+        assert_eq!(back[0].switches, None);
         assert_eq!(back[0].error.as_deref(), Some("ERROR:  x"));
         // A file of a run before both columns: the same rows, no user time.
         let old = "target,workload,clients,round,tps,latency_avg_ms,latency_p99_ms,transactions,\
@@ -914,5 +994,80 @@ mod tests {
             r.user_cpu_seconds = None;
         }
         assert_eq!(cpu_split_markdown(&plan, &rounds), "");
+    }
+
+    #[test]
+    fn the_switches_table_gives_sleeps_and_preemptions_per_transaction() {
+        let (plan, name, mut rounds) = one_cell(vec![
+            round("direct", 0, Some(500.0), 0.0),
+            round("pgbouncer", 0, Some(100.0), 0.020),
+            round("pgwarden", 0, Some(100.0), 0.024),
+            round("pgwarden", 1, Some(100.0), 0.030),
+            round("pgbouncer", 1, Some(100.0), 0.028),
+        ]);
+        // Over 1,000 transactions: voluntary 150 in round 0 and 250 in round 1; involuntary
+        // 200 and 280 for PgBouncer, 240 and 300 for pgwarden; medians take the higher.
+        let md = switches_markdown(&plan, &rounds);
+        assert!(
+            md.contains(&format!(
+                "| {name} | 10 | 0.250 | 0.250 | 1.00 | 0.280 | 0.300 | 1.07 |"
+            )),
+            "{md}"
+        );
+        // A failed round's switches do not count.
+        rounds[3].tps = None;
+        rounds[3].error = Some("failed".into());
+        let md = switches_markdown(&plan, &rounds);
+        assert!(
+            md.contains(&format!(
+                "| {name} | 10 | 0.250 | 0.150 | 0.60 | 0.280 | 0.240 | 0.86 |"
+            )),
+            "{md}"
+        );
+        for r in &mut rounds {
+            r.switches = None;
+        }
+        assert_eq!(switches_markdown(&plan, &rounds), "");
+    }
+
+    #[test]
+    fn every_committed_result_file_reads_back() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results");
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "csv") {
+                let rounds = read_csv(&path).unwrap();
+                assert!(!rounds.is_empty(), "{}", path.display());
+                files += 1;
+            }
+        }
+        assert!(files > 0, "no CSV under {}", dir.display());
+    }
+
+    #[test]
+    fn csv_columns_are_found_by_name() {
+        // Columns in another order, the switches of one row missing.
+        let text = "round,target,workload,clients,tps,latency_avg_ms,latency_p99_ms,transactions,\
+                    pooler_cpu_seconds,pooler_rss_kb,pooler_involuntary_switches,\
+                    pooler_voluntary_switches,error\n\
+                    3,pgwarden,w,10,110.000,1.000,2.000,1000,0.018,5000,40,7,\n\
+                    3,direct,w,10,500.000,0.200,0.500,5000,0.000,0,,,\n";
+        let back = parse_csv(text).unwrap();
+        assert_eq!(back[0].round, 3);
+        assert_eq!(back[0].target, "pgwarden");
+        assert_eq!(
+            back[0].switches,
+            Some(Switches {
+                voluntary: 7,
+                involuntary: 40
+            })
+        );
+        assert_eq!(back[0].preemptions_per_tx(), Some(0.04));
+        assert_eq!(back[1].switches, None);
+        assert_eq!(back[1].preemptions_per_tx(), None);
+        // The error must be the last column, and the named columns must be there.
+        assert!(parse_csv("target,error,workload\n").is_err());
+        assert!(parse_csv("target,workload,error\npgwarden,w,\n").is_err());
     }
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
 
-use crate::pooler::{Target, PROC_TICKS_PER_SECOND};
+use crate::pooler::{Switches, Target, PROC_TICKS_PER_SECOND};
 
 /// A pgbench workload.
 #[derive(Debug, Clone)]
@@ -85,6 +85,9 @@ pub(crate) struct Round {
     /// CPU seconds the whole machine spent busy during the round: PostgreSQL, pgbench, the
     /// pooler and the kernel (`None` in rows written before it was recorded).
     pub(crate) machine_cpu_seconds: Option<f64>,
+    /// The pooler's context switches during the round, all its threads (`None` for direct and
+    /// in rows written before they were recorded).
+    pub(crate) switches: Option<Switches>,
     pub(crate) rss_kb: u64,
     pub(crate) error: Option<String>,
 }
@@ -106,6 +109,13 @@ impl Round {
                     if let Some(user) = self.user_ms_per_1k() {
                         line.push_str(&format!(" (user {user:>4.1})"));
                     }
+                }
+                if let (Some(sleeps), Some(preempted)) =
+                    (self.sleeps_per_tx(), self.preemptions_per_tx())
+                {
+                    line.push_str(&format!(
+                        "  sleeps {sleeps:.2} preempted {preempted:.2} /tx"
+                    ));
                 }
                 line
             }
@@ -131,6 +141,25 @@ impl Round {
     /// The whole machine's CPU milliseconds per 1,000 transactions (every target).
     pub(crate) fn machine_ms_per_1k(&self) -> Option<f64> {
         self.ms_per_1k(self.machine_cpu_seconds)
+    }
+
+    /// The pooler's voluntary context switches per transaction: how often it blocked waiting
+    /// for work.
+    pub(crate) fn sleeps_per_tx(&self) -> Option<f64> {
+        self.per_tx(self.switches.map(|s| s.voluntary))
+    }
+
+    /// The pooler's involuntary context switches per transaction: how often the scheduler
+    /// switched it out while it had work.
+    pub(crate) fn preemptions_per_tx(&self) -> Option<f64> {
+        self.per_tx(self.switches.map(|s| s.involuntary))
+    }
+
+    fn per_tx(&self, count: Option<u64>) -> Option<f64> {
+        (self.transactions > 0 && self.target != "direct")
+            .then_some(count)
+            .flatten()
+            .map(|n| n as f64 / self.transactions as f64)
     }
 
     /// A pooler's CPU `seconds` per 1,000 transactions ([`Round::ms_per_1k`]; `None` for
@@ -266,6 +295,7 @@ pub(crate) fn round(
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs)?;
     let cpu_before = target.pooler().map(|p| p.cpu_times()).unwrap_or_default();
+    let switches_before = target.pooler().map(|p| p.switches());
     let machine_before = machine_busy_seconds();
     let mut cmd = Command::new(pgbench);
     cmd.args(["-n", "-h", "127.0.0.1", "-U", "postgres"])
@@ -281,6 +311,10 @@ pub(crate) fn round(
     let out = cmd.output().context("run pgbench")?;
     let machine_cpu_seconds = machine_busy_seconds() - machine_before;
     let cpu_after = target.pooler().map(|p| p.cpu_times()).unwrap_or_default();
+    let switches = target
+        .pooler()
+        .zip(switches_before)
+        .map(|(p, before)| p.switches().since(before));
     let user_cpu_seconds = cpu_after.user - cpu_before.user;
     let cpu_seconds = user_cpu_seconds + (cpu_after.system - cpu_before.system);
     let rss_kb = target.pooler().map_or(0, |p| p.rss_kb());
@@ -315,6 +349,7 @@ pub(crate) fn round(
         cpu_seconds,
         user_cpu_seconds: Some(user_cpu_seconds),
         machine_cpu_seconds: Some(machine_cpu_seconds),
+        switches,
         rss_kb,
         error,
     })
@@ -427,15 +462,21 @@ mod tests {
             cpu_seconds: 0.3,
             user_cpu_seconds: Some(0.06),
             machine_cpu_seconds: Some(1.5),
+            switches: Some(Switches {
+                voluntary: 4_500,
+                involuntary: 9_000,
+            }),
             rss_kb: 0,
             error: None,
         };
         assert_eq!(
             pooler.summary(),
-            "     2000 tps  avg   0.50 ms  p99    1.25 ms  cpu  10.0 ms/1k tx (user  2.0)"
+            "     2000 tps  avg   0.50 ms  p99    1.25 ms  cpu  10.0 ms/1k tx (user  2.0)  \
+             sleeps 0.15 preempted 0.30 /tx"
         );
         let older = Round {
             user_cpu_seconds: None,
+            switches: None,
             ..pooler.clone()
         };
         assert!(
