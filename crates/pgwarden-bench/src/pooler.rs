@@ -241,8 +241,9 @@ impl Pooler {
         )
     }
 
-    /// Context switches of all the pooler's threads so far (`/proc/PID/task/*/status`); zero
-    /// where unreadable.
+    /// Context switches of all the pooler's threads so far (`/proc/PID/task/*/status`; the
+    /// process's own `status` counts its main thread only); zero where unreadable. A thread
+    /// that exits takes its counts with it: [`Switches::since`] then saturates at zero.
     pub(crate) fn switches(&self) -> Switches {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else {
             return Switches::default();
