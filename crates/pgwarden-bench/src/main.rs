@@ -4,10 +4,10 @@
 //! appended to `docs/BENCHMARKS.md`.
 //!
 //! Usage: `pgwarden-bench [--quick] [--rounds N] [--workload TEXT] [--clients LIST]
-//! [--memory-only] [--train] [--pgwarden PATH] [--chart CSV]` (run from the repository root;
-//! `--help` says what each does). A missing value, an unknown option, or options that cannot
-//! go together (`--workload` or `--clients` with `--memory-only`, `--train` with any other
-//! plan option) are refused before anything runs.
+//! [--memory-only] [--train] [--pgwarden PATH] [--chart CSV] [--across CSV...]` (run from the
+//! repository root; `--help` says what each does). A missing value, an unknown option, or
+//! options that cannot go together (`--workload` or `--clients` with `--memory-only`, `--train`
+//! or `--across` with any other plan option) are refused before anything runs.
 
 mod chart;
 mod pooler;
@@ -118,10 +118,33 @@ struct Args {
     /// Redraw the charts of an earlier run from its CSV, and nothing else.
     #[arg(long, value_name = "CSV")]
     chart: Option<PathBuf>,
+    /// Pool the round-by-round ratios of earlier runs (their CSVs; runs of the same pgwarden
+    /// code) and print the median pgwarden/PgBouncer ratio of every cell with its interval;
+    /// nothing is run.
+    #[arg(
+        long,
+        value_name = "CSV",
+        num_args = 1..,
+        conflicts_with_all = ["quick", "rounds", "workload", "clients", "memory_only", "train", "chart"]
+    )]
+    across: Vec<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = <Args as clap::Parser>::parse();
+    if !args.across.is_empty() {
+        let mut runs = Vec::new();
+        for csv in &args.across {
+            let name = csv
+                .file_name()
+                .map_or_else(|| csv.display().to_string(), |n| n.to_string_lossy().into());
+            let rounds =
+                report::read_csv(csv).with_context(|| format!("read {}", csv.display()))?;
+            runs.push((name, rounds));
+        }
+        print!("{}", report::across_markdown(&runs));
+        return Ok(());
+    }
     if let Some(csv) = &args.chart {
         // Redraw the charts of an earlier run from its CSV.
         let rounds = report::read_csv(csv)?;
@@ -398,6 +421,12 @@ mod tests {
         assert_eq!(args.clients, Some(vec![10, 1000]));
         assert!(!args.train);
         assert!(parse(&["--train", "--pgwarden", "x"]).unwrap().train);
+        assert!(args.across.is_empty());
+        let args = parse(&["--across", "a.csv", "b.csv"]).unwrap();
+        assert_eq!(
+            args.across,
+            [std::path::Path::new("a.csv"), std::path::Path::new("b.csv")]
+        );
         assert_eq!(
             args.pgwarden,
             std::path::Path::new("target/release/pgwarden")
@@ -431,6 +460,9 @@ mod tests {
             &["--clients", "10", "--memory-only"],
             &["--train", "--quick"],
             &["--train", "--workload", "tpcb"],
+            &["--across"],
+            &["--across", "a.csv", "--rounds", "3"],
+            &["--across", "a.csv", "--chart", "b.csv"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -444,6 +444,16 @@ fn paired_text(ratios: &[Option<f64>], higher_is_better: bool) -> String {
         .iter()
         .map(|r| r.map_or("–".to_string(), |r| format!("{r:.2}")))
         .collect();
+    format!(
+        "{} ({})",
+        values.join(" "),
+        ratios_summary(&known, higher_is_better)
+    )
+}
+
+/// `median 1.02; 2 of 3 ≥ 1; 75 % interval 0.97–1.04` for a non-empty list of ratios (see
+/// [`paired_text`] for `higher_is_better`).
+fn ratios_summary(known: &[f64], higher_is_better: bool) -> String {
     let wins = known
         .iter()
         .filter(|r| {
@@ -455,18 +465,87 @@ fn paired_text(ratios: &[Option<f64>], higher_is_better: bool) -> String {
         })
         .count();
     let sign = if higher_is_better { "≥" } else { "≤" };
-    let mid = median(known.clone()).expect("not empty");
-    let interval = match median_interval(known.clone()) {
+    let mid = median(known.to_vec()).expect("not empty");
+    let interval = match median_interval(known.to_vec()) {
         Some((lo, hi, coverage)) => {
             format!("; {:.0} % interval {lo:.2}–{hi:.2}", coverage * 100.0)
         }
         None => String::new(),
     };
     format!(
-        "{} (median {mid:.2}; {wins} of {} {sign} 1{interval})",
-        values.join(" "),
+        "median {mid:.2}; {wins} of {} {sign} 1{interval}",
         known.len()
     )
+}
+
+/// pgwarden over PgBouncer pooled over the pairs of several runs (`pgwarden-bench --across`):
+/// for every cell any of the runs measured, each run's round-by-round ratios (as in its own
+/// report) put together, and the median of all of them with the sign test's interval. Many
+/// short runs on different hours or hosts average the host's drift better than one long run;
+/// pooling only makes sense for runs of the same pgwarden code, which the caller picks.
+pub(crate) fn across_markdown(runs: &[(String, Vec<Round>)]) -> String {
+    let mut cells: Vec<(String, u32)> = Vec::new();
+    for (_, rounds) in runs {
+        for r in rounds {
+            if !cells
+                .iter()
+                .any(|(w, c)| *w == r.workload && *c == r.clients)
+            {
+                cells.push((r.workload.clone(), r.clients));
+            }
+        }
+    }
+    // Workloads in the order the runs first name them, client counts rising within each.
+    let order = |w: &String| cells.iter().position(|(x, _)| x == w);
+    let mut sorted = cells.clone();
+    sorted.sort_by_key(|(w, c)| (order(w), *c));
+    let names: Vec<&str> = runs.iter().map(|(name, _)| name.as_str()).collect();
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "pgwarden over PgBouncer, the round-by-round ratios of {} run(s) pooled ({}), with \
+         the sign test's interval for the median ratio:\n",
+        runs.len(),
+        names.join(", ")
+    );
+    let _ = writeln!(
+        md,
+        "| workload | clients | runs | pairs | TPS | p99 | CPU per transaction |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for (workload, c) in sorted {
+        let pooled = |figure: fn(&Round) -> Option<f64>| -> Vec<f64> {
+            runs.iter()
+                .flat_map(|(_, rounds)| paired(rounds, &workload, c, figure))
+                .flatten()
+                .collect()
+        };
+        let tps = pooled(|r| r.tps);
+        let pairs = tps.len();
+        let with_pairs = runs
+            .iter()
+            .filter(|(_, rounds)| {
+                paired(rounds, &workload, c, |r| r.tps)
+                    .iter()
+                    .any(Option::is_some)
+            })
+            .count();
+        let text = |ratios: Vec<f64>, higher_is_better: bool| {
+            if ratios.is_empty() {
+                "–".to_string()
+            } else {
+                ratios_summary(&ratios, higher_is_better)
+            }
+        };
+        let _ = writeln!(
+            md,
+            "| {workload} | {c} | {with_pairs} | {pairs} | {} | {} | {} |",
+            text(tps, true),
+            text(pooled(|r| r.latency_p99_ms), false),
+            text(pooled(Round::cpu_ms_per_1k), false),
+        );
+    }
+    md
 }
 
 /// A distribution-free confidence interval for the median of `v` (the sign test's): the
@@ -1028,6 +1107,63 @@ mod tests {
             r.switches = None;
         }
         assert_eq!(switches_markdown(&plan, &rounds), "");
+    }
+
+    #[test]
+    fn runs_are_pooled_pair_by_pair() {
+        let a = vec![
+            round("direct", 0, Some(500.0), 0.0),
+            round("pgbouncer", 0, Some(100.0), 0.020),
+            round("pgwarden", 0, Some(110.0), 0.018),
+            round("pgwarden", 1, Some(45.0), 0.030),
+            round("pgbouncer", 1, Some(50.0), 0.020),
+        ];
+        let in_cell = |mut r: Round, workload: &str, clients: u32| {
+            r.workload = workload.into();
+            r.clients = clients;
+            r
+        };
+        // Listed first, with its cells out of order: rows still come by workload (in the
+        // order the runs first name them), then clients.
+        let b = vec![
+            in_cell(round("pgwarden", 0, Some(105.0), 0.02), "w", 200),
+            in_cell(round("pgbouncer", 0, Some(100.0), 0.02), "w", 200),
+            in_cell(round("pgwarden", 0, Some(100.0), 0.02), "p", 10),
+            in_cell(round("pgbouncer", 0, None, 0.0), "p", 10),
+            round("pgbouncer", 0, Some(100.0), 0.020),
+            round("pgwarden", 0, Some(120.0), 0.024),
+            round("pgwarden", 1, Some(90.0), 0.020),
+            round("pgbouncer", 1, None, 0.0),
+        ];
+        let md = across_markdown(&[("b.csv".into(), b), ("a.csv".into(), a.clone())]);
+        let rows: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("| w |") || l.starts_with("| p |"))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                // TPS 1.10, 0.90 from a and 1.20 from b (b's round 1 failed for PgBouncer);
+                // CPU 0.90, 1.50 and 1.20.
+                "| w | 10 | 2 | 3 | median 1.10; 2 of 3 ≥ 1; 75 % interval 0.90–1.20 \
+                 | median 1.00; 3 of 3 ≤ 1; 75 % interval 1.00–1.00 \
+                 | median 1.20; 1 of 3 ≤ 1; 75 % interval 0.90–1.50 |",
+                "| w | 200 | 1 | 1 | median 1.05; 1 of 1 ≥ 1 | median 1.00; 1 of 1 ≤ 1 \
+                 | median 1.00; 1 of 1 ≤ 1 |",
+                "| p | 10 | 0 | 0 | – | – | – |",
+            ],
+            "{md}"
+        );
+        assert!(md.contains("2 run(s) pooled (b.csv, a.csv)"), "{md}");
+        // One run alone gives its own report's median and interval.
+        let alone = across_markdown(&[("a.csv".into(), a.clone())]);
+        let tps = paired(&a, "w", 10, |r| r.tps);
+        let own = paired_text(&tps, true);
+        let summary = &own[own.find('(').unwrap() + 1..own.len() - 1];
+        assert!(
+            alone.contains(&format!("| w | 10 | 1 | 2 | {summary} |")),
+            "{alone}"
+        );
     }
 
     #[test]
