@@ -480,9 +480,10 @@ fn ratios_summary(known: &[f64], higher_is_better: bool) -> String {
 
 /// pgwarden over PgBouncer pooled over the pairs of several runs (`pgwarden-bench --across`):
 /// for every cell any of the runs measured, each run's round-by-round ratios (as in its own
-/// report) put together, and the median of all of them with the sign test's interval. Many
-/// short runs on different hours or hosts average the host's drift better than one long run;
-/// pooling only makes sense for runs of the same pgwarden code, which the caller picks.
+/// report) put together, and the median of all of them with the sign test's interval: runs
+/// on different hours or hosts give a cell more pairs, and more kinds of drift, than any one
+/// of them. Pooling only makes sense for runs of the same pgwarden code, which the caller
+/// picks (a result file does not say which code it measured; its report section does).
 pub(crate) fn across_markdown(runs: &[(String, Vec<Round>)]) -> String {
     let mut cells: Vec<(String, u32)> = Vec::new();
     for (_, rounds) in runs {
