@@ -485,21 +485,18 @@ fn ratios_summary(known: &[f64], higher_is_better: bool) -> String {
 /// of them. Pooling only makes sense for runs of the same pgwarden code, which the caller
 /// picks (a result file does not say which code it measured; its report section does).
 pub(crate) fn across_markdown(runs: &[(String, Vec<Round>)]) -> String {
-    let mut cells: Vec<(String, u32)> = Vec::new();
-    for (_, rounds) in runs {
-        for r in rounds {
-            if !cells
-                .iter()
-                .any(|(w, c)| *w == r.workload && *c == r.clients)
-            {
-                cells.push((r.workload.clone(), r.clients));
-            }
+    // Workloads in the order the runs first name them, client counts rising within each.
+    let mut workloads: Vec<&str> = Vec::new();
+    let mut cells: Vec<(&str, u32)> = Vec::new();
+    for r in runs.iter().flat_map(|(_, rounds)| rounds) {
+        if !workloads.contains(&r.workload.as_str()) {
+            workloads.push(&r.workload);
+        }
+        if !cells.contains(&(r.workload.as_str(), r.clients)) {
+            cells.push((&r.workload, r.clients));
         }
     }
-    // Workloads in the order the runs first name them, client counts rising within each.
-    let order = |w: &String| cells.iter().position(|(x, _)| x == w);
-    let mut sorted = cells.clone();
-    sorted.sort_by_key(|(w, c)| (order(w), *c));
+    cells.sort_by_key(|&(w, c)| (workloads.iter().position(|x| *x == w), c));
     let names: Vec<&str> = runs.iter().map(|(name, _)| name.as_str()).collect();
     let mut md = String::new();
     let _ = writeln!(
@@ -514,23 +511,26 @@ pub(crate) fn across_markdown(runs: &[(String, Vec<Round>)]) -> String {
         "| workload | clients | runs | pairs | TPS | p99 | CPU per transaction |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-    for (workload, c) in sorted {
+    for (workload, c) in cells {
         let pooled = |figure: fn(&Round) -> Option<f64>| -> Vec<f64> {
             runs.iter()
-                .flat_map(|(_, rounds)| paired(rounds, &workload, c, figure))
+                .flat_map(|(_, rounds)| paired(rounds, workload, c, figure))
                 .flatten()
                 .collect()
         };
-        let tps = pooled(|r| r.tps);
-        let pairs = tps.len();
-        let with_pairs = runs
+        // Per run first: how many runs have a pair in this cell.
+        let tps_by_run: Vec<Vec<f64>> = runs
             .iter()
-            .filter(|(_, rounds)| {
-                paired(rounds, &workload, c, |r| r.tps)
-                    .iter()
-                    .any(Option::is_some)
+            .map(|(_, rounds)| {
+                paired(rounds, workload, c, |r| r.tps)
+                    .into_iter()
+                    .flatten()
+                    .collect()
             })
-            .count();
+            .collect();
+        let with_pairs = tps_by_run.iter().filter(|t| !t.is_empty()).count();
+        let tps = tps_by_run.concat();
+        let pairs = tps.len();
         let text = |ratios: Vec<f64>, higher_is_better: bool| {
             if ratios.is_empty() {
                 "–".to_string()
