@@ -155,28 +155,32 @@ impl Round {
         self.per_tx(self.switches.map(|s| s.involuntary))
     }
 
+    /// A pooler's `count` per transaction (`None` for direct, which has no pooler).
     fn per_tx(&self, count: Option<u64>) -> Option<f64> {
-        (self.transactions > 0 && self.target != "direct")
-            .then_some(count)
-            .flatten()
-            .map(|n| n as f64 / self.transactions as f64)
+        self.of_pooler(self.per_transaction(count.map(|n| n as f64)))
     }
 
     /// A pooler's CPU `seconds` per 1,000 transactions ([`Round::ms_per_1k`]; `None` for
-    /// direct, which has no pooler).
+    /// direct).
     fn per_1k(&self, seconds: Option<f64>) -> Option<f64> {
-        if self.target == "direct" {
-            return None;
-        }
-        self.ms_per_1k(seconds)
+        self.of_pooler(self.ms_per_1k(seconds))
+    }
+
+    /// `figure`, or `None` for direct, which has no pooler.
+    fn of_pooler(&self, figure: Option<f64>) -> Option<f64> {
+        figure.filter(|_| self.target != "direct")
     }
 
     /// CPU `seconds` in milliseconds per 1,000 of the round's transactions.
     fn ms_per_1k(&self, seconds: Option<f64>) -> Option<f64> {
-        (self.transactions > 0)
-            .then_some(seconds)
-            .flatten()
-            .map(|s| s * 1000.0 / (self.transactions as f64 / 1000.0))
+        self.per_transaction(seconds).map(|s| s * 1_000_000.0)
+    }
+
+    /// `value` divided by the round's transactions (`None` when there were none).
+    fn per_transaction(&self, value: Option<f64>) -> Option<f64> {
+        value
+            .filter(|_| self.transactions > 0)
+            .map(|v| v / self.transactions as f64)
     }
 }
 
